@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "StoreSync",
+    products: [
+        .library(name: "SyncEngine", targets: ["SyncEngine"]),
+        .library(name: "Wire", targets: ["Wire"]),
+        .executable(name: "storesync-bench", targets: ["storesync-bench"]),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSQLite",
+            path: "Sources/CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        .target(name: "SQLite", dependencies: ["CSQLite"]),
+        .target(name: "SyncEngine", dependencies: ["SQLite"]),
+        .target(name: "Wire", dependencies: ["SyncEngine"]),
+
+        .executableTarget(
+            name: "storesync-bench",
+            dependencies: ["SyncEngine", "SQLite", "Wire"],
+            path: "Tools/storesync-bench"
+        ),
+        // Child process for the crash-safety test: writes in a loop and reports each commit.
+        .executableTarget(
+            name: "storesync-crash-writer",
+            dependencies: ["SyncEngine"],
+            path: "Tools/storesync-crash-writer"
+        ),
+
+        .testTarget(name: "SQLiteTests", dependencies: ["SQLite"]),
+        .testTarget(name: "SyncEngineTests", dependencies: ["SyncEngine", "SQLite", "storesync-crash-writer"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "SyncEngine"]),
+    ]
+)
+
+// One place for the language settings of every Swift target.
+for target in package.targets where target.type != .system {
+    var settings = target.swiftSettings ?? []
+    settings.append(.swiftLanguageMode(.v6))
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    target.swiftSettings = settings
+}
