@@ -205,6 +205,9 @@ public struct Row {
     public func double(_ index: Int) -> Double { statement.double(at: Int32(index)) }
     public func text(_ index: Int) -> String? { statement.text(at: Int32(index)) }
     public func blob(_ index: Int) -> [UInt8] { statement.blob(at: Int32(index)) }
+    public func withBlob<T>(_ index: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try statement.withBlob(at: Int32(index), body)
+    }
     public func isNull(_ index: Int) -> Bool { statement.columnType(at: Int32(index)) == SQLITE_NULL }
 
     public var values: [SQLValue] { (0..<count).map { self[$0] } }

@@ -1,0 +1,170 @@
+import SQLite
+
+/// A table of immutable rows (visits, stock signals, sales): merging is set union by key.
+///
+/// Owns `sync_log_<table>`: one row per user row, keyed by the local sequence in which the
+/// row arrived, with the version it was written with. The sequence is an integer primary
+/// key, so logging a row is an append and `changes(since:)` a range scan. A row that arrives
+/// again under a key we hold is a re-delivery and is ignored: keys are 128-bit and unique.
+final class InsertOnlyTable: ReplicatedTable {
+    let schema: TableSchema
+    private let database: Database
+    private let logName: String
+
+    private let insertRowSQL: String
+    private let mergeRowSQL: String
+    private let logSQL: String
+    private let changesSQL: String
+    private let dumpSQL: String
+
+    init(schema: TableSchema, database: Database) throws {
+        self.schema = schema
+        self.database = database
+        let log = quoted("sync_log_\(schema.name.rawValue)")
+        self.logName = log
+        insertRowSQL = schema.insertSQL()
+        mergeRowSQL = schema.insertSQL(onConflict: " ON CONFLICT (\(schema.quotedKey)) DO NOTHING")
+        logSQL = "INSERT INTO \(log) (seq, pk, hlc, site) VALUES (?, ?, ?, ?)"
+        let userColumns = schema.quotedColumns.map { "t.\($0)" }.joined(separator: ", ")
+        changesSQL = """
+            SELECT l.seq, l.pk, l.hlc, l.site, \(userColumns)
+            FROM \(log) AS l JOIN \(schema.quotedName) AS t ON t.\(schema.quotedKey) = l.pk
+            WHERE l.seq > ? ORDER BY l.seq LIMIT ?
+            """
+        dumpSQL = """
+            SELECT \(([schema.quotedKey] + schema.quotedColumns).map { "t.\($0)" }.joined(separator: ", ")), l.hlc, l.site
+            FROM \(schema.quotedName) AS t LEFT JOIN \(log) AS l ON l.pk = t.\(schema.quotedKey)
+            ORDER BY t.\(schema.quotedKey)
+            """
+        try database.execute(schema.createTableSQL)
+        for sql in schema.createIndexesSQL { try database.execute(sql) }
+        try database.execute("""
+            CREATE TABLE IF NOT EXISTS \(log) (
+                seq INTEGER PRIMARY KEY,
+                pk TEXT NOT NULL,
+                hlc INTEGER NOT NULL,
+                site INTEGER NOT NULL
+            );
+            """)
+    }
+
+    private var tableName: String { schema.name.rawValue }
+
+    private func log(_ primaryKey: String, sequence: UInt64, hlc: UInt64, site: UInt32) throws {
+        let statement = try database.cachedStatement(logSQL)
+        try statement.bind(Int64(bitPattern: sequence), at: 1)
+        try statement.bind(primaryKey, at: 2)
+        try statement.bind(Int64(bitPattern: hlc), at: 3)
+        try statement.bind(Int64(site), at: 4)
+        try statement.step()
+        statement.reset()
+    }
+
+    private func writeRow(_ sql: String, primaryKey: String, values: [Value]) throws -> Bool {
+        let statement = try database.cachedStatement(sql)
+        try statement.bind(primaryKey, at: 1)
+        for (index, value) in values.enumerated() {
+            try statement.bind(value, at: Int32(index + 2))
+        }
+        try statement.step()
+        statement.reset()
+        return database.changes > 0
+    }
+
+    func insertLocal(primaryKey: String, values: [Value], in context: WriteContext) throws {
+        do {
+            _ = try writeRow(insertRowSQL, primaryKey: primaryKey, values: values)
+        } catch let error as SQLiteError where error.isConstraintViolation {
+            throw SyncError.rowExists(table: tableName, primaryKey: primaryKey)
+        }
+        try log(primaryKey, sequence: context.nextSequence(), hlc: context.stamp(), site: context.localSite)
+    }
+
+    func updateLocal(primaryKey: String, columns: [Int], values: [Value], in context: WriteContext) throws {
+        throw SyncError.immutableTable(tableName)
+    }
+
+    func deleteLocal(primaryKey: String, in context: WriteContext) throws {
+        throw SyncError.immutableTable(tableName)
+    }
+
+    func merge(_ row: RowChange, columnMap: [Int], in context: WriteContext) throws -> RowOutcome {
+        guard row.causalLength == 1 else {
+            throw SyncError.invalidChangeset("row of insert-only table \(tableName) with causal length \(row.causalLength)")
+        }
+        var values = [Value](repeating: .null, count: schema.columns.count)
+        for cell in row.cells {
+            values[columnMap[cell.column]] = cell.value
+        }
+        guard try writeRow(mergeRowSQL, primaryKey: row.primaryKey, values: values) else {
+            return .unchanged
+        }
+        try log(row.primaryKey, sequence: context.nextSequence(), hlc: row.lifeVersion.hlc.rawValue,
+                site: try context.sites.number(for: row.lifeVersion.origin))
+        return .inserted
+    }
+
+    func changes(since sequence: UInt64, limit: Int, excludingSite excludedSite: UInt32?, sites: SiteTable, into rows: inout [SequencedRow]) throws -> ChangeScan {
+        var scan = ChangeScan()
+        let statement = try database.cachedStatement(changesSQL)
+        try statement.bind(Int64(bitPattern: sequence), at: 1)
+        try statement.bind(Int64(limit), at: 2)
+        defer { statement.reset() }
+        let columnCount = schema.columns.count
+        while try statement.step() {
+            let rowSequence = UInt64(bitPattern: statement.int64(at: 0))
+            scan.count += 1
+            scan.lastSequence = rowSequence
+            let site = UInt32(truncatingIfNeeded: statement.int64(at: 3))
+            if let excludedSite, site == excludedSite { continue }
+            let version = try sites.version(hlc: UInt64(bitPattern: statement.int64(at: 2)), site: site)
+            var cells: [Cell] = []
+            cells.reserveCapacity(columnCount)
+            for column in 0..<columnCount {
+                cells.append(Cell(column: column, value: statement.value(at: Int32(4 + column)), version: version))
+            }
+            rows.append(SequencedRow(
+                sequence: rowSequence,
+                row: RowChange(primaryKey: statement.text(at: 1) ?? "", causalLength: 1, lifeVersion: version, cells: cells)))
+        }
+        return scan
+    }
+
+    func sequenceAndClockHighWater() throws -> (sequence: UInt64, hlc: UInt64) {
+        let row = try database.fetchAll("SELECT seq, hlc FROM \(logName) ORDER BY seq DESC LIMIT 1").first
+        return (UInt64(bitPattern: row?[0].integerValue ?? 0), UInt64(bitPattern: row?[1].integerValue ?? 0))
+    }
+
+    func changedRowCount(since sequence: UInt64) throws -> Int {
+        Int(try database.fetchScalar("SELECT count(*) FROM \(logName) WHERE seq > ?", [.integer(Int64(bitPattern: sequence))])?.integerValue ?? 0)
+    }
+
+    func dump(includeVersions: Bool, sites: SiteTable, into text: inout String) throws {
+        let columnCount = schema.columns.count + 1
+        try database.cachedStatement(dumpSQL).forEachRow { row in
+            text += tableName
+            for index in 0..<columnCount {
+                text += "|" + canonicalText(row[index])
+            }
+            if includeVersions {
+                text += "|" + (try sites.version(hlc: UInt64(bitPattern: row.int64(columnCount)),
+                                                 site: UInt32(truncatingIfNeeded: row.int64(columnCount + 1)))).description
+            }
+            text += "\n"
+        }
+    }
+
+    func restamp(localSite: UInt32, above ceiling: UInt64, in context: WriteContext) throws -> Int {
+        var stale: [(sequence: Int64, key: String)] = []
+        try database.prepare("SELECT seq, pk FROM \(logName) WHERE site = ? AND hlc > ?")
+            .forEachRow([.integer(Int64(localSite)), .integer(Int64(bitPattern: ceiling))]) { row in
+                stale.append((row.int64(0), row.text(1) ?? ""))
+            }
+        for entry in stale {
+            // A new sequence too, so the row is offered to peers again with its new version.
+            try database.run("DELETE FROM \(logName) WHERE seq = ?", [.integer(entry.sequence)])
+            try log(entry.key, sequence: context.nextSequence(), hlc: context.stamp(), site: localSite)
+        }
+        return stale.count
+    }
+}

@@ -1,0 +1,326 @@
+import Foundation
+public import SQLite
+
+/// Settings of a replica that are not stored in its file.
+public struct ReplicaOptions: Sendable {
+    public var wallClock: WallClock = systemWallClock
+    /// How far ahead of our wall clock a remote version may be before it is refused as clock skew.
+    public var maxForwardDriftMilliseconds: UInt64 = 5 * 60 * 1000
+    public var synchronous: Database.Options.Synchronous = .full
+
+    public init() {}
+}
+
+/// A local SQLite replica: plain user tables, and the `sync_` metadata that lets its writes
+/// merge with every other replica's in any order, any number of times.
+///
+/// All access goes through one connection owned by a mutex, so a `Replica` can be shared
+/// between threads; every write is one SQLite transaction that also records the change log.
+public final class Replica: Sendable {
+    public let id: ReplicaID
+    public let path: String
+    public let clock: HybridLogicalClock
+    public let tables: [TableSchema]
+    private let core: Locked<ReplicaCore>
+
+    /// Opens the replica at `path`, creating it (and its random identity) if the file is new.
+    /// Every table in `schema` is created if missing and must match what the file recorded.
+    public init(path: String, schema: [TableSchema], options: ReplicaOptions = ReplicaOptions()) throws {
+        var databaseOptions = Database.Options()
+        databaseOptions.synchronous = options.synchronous
+        let database = try Database(path: path, options: databaseOptions)
+        let state = try storage { () throws -> (ReplicaID, Int64, [any ReplicatedTable], SiteTable, UInt64, UInt64) in
+            try database.transaction {
+                try database.execute(ReplicaStore.schema)
+                try database.execute(SiteTable.schema)
+                let id: ReplicaID
+                if let stored = try ReplicaStore.value(database, key: "replica_id") {
+                    id = try ReplicaID(bytes: stored.blobValue ?? [])
+                } else {
+                    id = ReplicaID.random()
+                    try ReplicaStore.setValue(database, key: "replica_id", .blob(id.bytes))
+                    try ReplicaStore.setValue(database, key: "format", .integer(1))
+                }
+                let offset = try ReplicaStore.value(database, key: "clock_offset_ms")?.integerValue ?? 0
+                var tables: [any ReplicatedTable] = []
+                for table in schema.sorted(by: { $0.name < $1.name }) {
+                    try ReplicaStore.register(database, schema: table)
+                    switch table.kind {
+                    case .lastWriterWins: tables.append(try LWWTable(schema: table, database: database))
+                    case .insertOnly: tables.append(try InsertOnlyTable(schema: table, database: database))
+                    }
+                }
+                let sites = try SiteTable(database: database)
+                _ = try sites.number(for: id)
+                sites.transactionCommitted()
+                var sequence: UInt64 = 0
+                var highestHLC: UInt64 = 0
+                for table in tables {
+                    let mark = try table.sequenceAndClockHighWater()
+                    sequence = max(sequence, mark.sequence)
+                    highestHLC = max(highestHLC, mark.hlc)
+                }
+                return (id, offset, tables, sites, sequence, highestHLC)
+            }
+        }
+        let (id, offset, tables, sites, sequence, highestHLC) = state
+        self.id = id
+        self.path = path
+        self.tables = tables.map(\.schema)
+        self.clock = HybridLogicalClock(
+            wallClock: options.wallClock,
+            maxForwardDriftMilliseconds: options.maxForwardDriftMilliseconds,
+            last: HLCTimestamp(rawValue: highestHLC),
+            offsetMilliseconds: offset)
+        let localSite = try storage { try sites.number(for: id) }
+        let context = WriteContext(database: database, sites: sites, clock: clock, localSite: localSite, sequence: sequence)
+        self.core = Locked(ReplicaCore(database: database, context: context, tables: tables))
+    }
+
+    /// The highest local sequence number: every change this replica holds is at or below it.
+    public var latestSequence: UInt64 {
+        core.withLockedValue { $0.context.sequence }
+    }
+
+    // MARK: Local writes
+
+    /// Runs `body` as one SQLite transaction; its writes and their change-log entries commit
+    /// together or not at all.
+    public func write<T: Sendable>(_ body: (WriteTransaction) throws -> T) throws -> T {
+        try core.withLockedValue { core in
+            try core.transaction { context in
+                let transaction = WriteTransaction(core: core, context: context)
+                defer { transaction.isOpen = false }
+                return try body(transaction)
+            }
+        }
+    }
+
+    // MARK: Merging
+
+    /// Merges a changeset from another replica and returns what changed in the user tables.
+    ///
+    /// The whole batch is applied in one transaction, or nothing is: an unknown table or
+    /// column, or a version beyond the clock-skew bound, rejects it with a `SyncError`.
+    /// When `recordCursor` is set and the batch continues what we hold from its source, the
+    /// source's cursor advances to `toSequence` in the same transaction.
+    public func apply(_ changeset: Changeset, recordCursor: Bool = true) throws -> ApplyResult {
+        try core.withLockedValue { core in
+            try core.apply(changeset, recordCursor: recordCursor, localID: id)
+        }
+    }
+
+    // MARK: Reading changes
+
+    /// Every row changed after `sequence`, each with the cells changed after it (current value,
+    /// version, origin), in sequence order, at most `limit` rows. `toSequence` of the result is
+    /// where to continue. Cells that `excluding` wrote are left out: that peer has them already.
+    public func changes(since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil) throws -> Changeset {
+        try core.withLockedValue { core in
+            try core.changes(since: sequence, limit: max(1, limit), excluding: peer, localID: id)
+        }
+    }
+
+    // MARK: Cursors
+
+    public func cursor(for peer: ReplicaID) throws -> PeerCursor {
+        try core.withLockedValue { core in try storage { try ReplicaStore.cursor(core.database, peer: peer) } }
+    }
+
+    public func cursors() throws -> [PeerCursor] {
+        try core.withLockedValue { core in try storage { try ReplicaStore.allCursors(core.database) } }
+    }
+
+    /// Records that `peer` confirmed holding our changes up to `sequence`.
+    public func acknowledge(peer: ReplicaID, upTo sequence: UInt64) throws {
+        let now = clock.wallMilliseconds()
+        try core.withLockedValue { core in
+            try storage { try ReplicaStore.advanceAcknowledged(core.database, peer: peer, to: sequence, now: now) }
+        }
+    }
+
+    /// Rows changed after `sequence` (for example, after what a peer acknowledged).
+    public func changedRowCount(since sequence: UInt64) throws -> Int {
+        try core.withLockedValue { core in
+            try storage { try core.tables.reduce(0) { $0 + (try $1.changedRowCount(since: sequence)) } }
+        }
+    }
+
+    // MARK: Settings
+
+    public func setting(_ key: String) throws -> Value? {
+        try core.withLockedValue { core in try storage { try ReplicaStore.value(core.database, key: key) } }
+    }
+
+    public func setSetting(_ key: String, _ value: Value) throws {
+        try core.withLockedValue { core in try storage { try ReplicaStore.setValue(core.database, key: key, value) } }
+    }
+
+    // MARK: Reading user tables
+
+    /// Runs read-only work on the replica's connection (queries for views, tests).
+    public func read<T: Sendable>(_ body: (Database) throws -> T) throws -> T {
+        try core.withLockedValue { core in try body(core.database) }
+    }
+
+    /// A canonical text of every user table, ordered by table and key, values tagged by type.
+    /// Two replicas that converged give byte-identical dumps. With `includeVersions`, the
+    /// merge metadata (causal lengths and versions, not local sequences) is dumped too.
+    public func canonicalDump(includeVersions: Bool = false) throws -> String {
+        try core.withLockedValue { core in
+            try storage {
+                try core.database.transaction(.deferred) {
+                    var text = ""
+                    for table in core.tables {
+                        try table.dump(includeVersions: includeVersions, sites: core.context.sites, into: &text)
+                    }
+                    return text
+                }
+            }
+        }
+    }
+
+    // MARK: Clock
+
+    /// Adopts a trusted reference time when this device's clock proved wrong (a hub refused our
+    /// changes as clock skew), and gives every local write stamped beyond the reference a fresh
+    /// version on the corrected clock. Those writes never left this replica (they were refused),
+    /// so nothing else holds their old versions; their values are kept, so nothing is lost.
+    /// Returns how many rows were re-stamped.
+    @discardableResult
+    public func rebaseClock(referenceMilliseconds: UInt64) throws -> Int {
+        try core.withLockedValue { core in
+            clock.adoptReference(milliseconds: referenceMilliseconds)
+            let ceiling = HLCTimestamp(milliseconds: referenceMilliseconds &+ clock.maxForwardDriftMilliseconds, counter: .max).rawValue
+            return try core.transaction { context in
+                try ReplicaStore.setValue(core.database, key: "clock_offset_ms", .integer(clock.offsetMilliseconds))
+                var count = 0
+                for table in core.tables {
+                    count += try table.restamp(localSite: context.localSite, above: ceiling, in: context)
+                }
+                return count
+            }
+        }
+    }
+}
+
+/// The state behind a replica's mutex: its connection, its tables and its write context.
+final class ReplicaCore {
+    let database: Database
+    let context: WriteContext
+    let tables: [any ReplicatedTable]
+    let tablesByName: [TableName: any ReplicatedTable]
+
+    init(database: Database, context: WriteContext, tables: [any ReplicatedTable]) {
+        self.database = database
+        self.context = context
+        self.tables = tables
+        self.tablesByName = Dictionary(uniqueKeysWithValues: tables.map { ($0.schema.name, $0) })
+    }
+
+    func table(_ name: TableName) throws(SyncError) -> any ReplicatedTable {
+        guard let table = tablesByName[name] else { throw SyncError.unknownTable(name.rawValue) }
+        return table
+    }
+
+    /// One transaction; on failure the sequence counter and new site numbers roll back with it.
+    func transaction<T>(_ body: (WriteContext) throws -> T) throws -> T {
+        let sequence = context.sequence
+        do {
+            let result = try storage { try database.transaction(.immediate) { try body(context) } }
+            context.sites.transactionCommitted()
+            return result
+        } catch {
+            context.resetSequence(to: sequence)
+            context.sites.transactionRolledBack()
+            throw error
+        }
+    }
+
+    func apply(_ changeset: Changeset, recordCursor: Bool, localID: ReplicaID) throws -> ApplyResult {
+        // Validate everything before touching the file, so a bad batch changes nothing.
+        var plan: [(table: any ReplicatedTable, changes: TableChanges, columnMap: [Int])] = []
+        var highest = HLCTimestamp.zero
+        for tableChanges in changeset.tables {
+            let table = try table(tableChanges.table)
+            var columnMap: [Int] = []
+            columnMap.reserveCapacity(tableChanges.columns.count)
+            for column in tableChanges.columns {
+                guard let index = table.schema.columnIndex(of: column) else {
+                    throw SyncError.unknownColumn(table: tableChanges.table.rawValue, column: column.rawValue)
+                }
+                columnMap.append(index)
+            }
+            for row in tableChanges.rows {
+                guard row.causalLength > 0 else {
+                    throw SyncError.invalidChangeset("row with causal length 0 in \(tableChanges.table)")
+                }
+                highest = max(highest, row.lifeVersion.hlc)
+                for cell in row.cells {
+                    guard cell.column >= 0, cell.column < columnMap.count else {
+                        throw SyncError.invalidChangeset("cell refers to column \(cell.column) of \(columnMap.count) in \(tableChanges.table)")
+                    }
+                    highest = max(highest, cell.version.hlc)
+                }
+            }
+            plan.append((table, tableChanges, columnMap))
+        }
+        try context.clock.check(highest)
+
+        return try transaction { context in
+            var result = ApplyResult()
+            for step in plan {
+                for row in step.changes.rows {
+                    let outcome = try step.table.merge(row, columnMap: step.columnMap, in: context)
+                    result.record(outcome, table: step.changes.table, primaryKey: row.primaryKey)
+                }
+            }
+            // Later local writes order after everything we just merged.
+            try context.clock.observe(highest)
+            if recordCursor && changeset.source != localID {
+                let cursor = try ReplicaStore.cursor(database, peer: changeset.source)
+                if changeset.fromSequence <= cursor.received {
+                    try ReplicaStore.advanceReceived(database, peer: changeset.source, to: changeset.toSequence,
+                                                     now: context.clock.wallMilliseconds())
+                    result.receivedCursor = max(cursor.received, changeset.toSequence)
+                }
+            }
+            return result
+        }
+    }
+
+    func changes(since sequence: UInt64, limit: Int, excluding peer: ReplicaID?, localID: ReplicaID) throws -> Changeset {
+        try storage {
+            try database.transaction(.deferred) {
+                // A peer we never heard of wrote nothing we hold.
+                let excludedSite = peer.flatMap { context.sites.existingNumber(for: $0) }
+                var rows: [SequencedRow] = []
+                var tableOfRow: [Int] = []
+                var toSequence = context.sequence
+                for (index, table) in tables.enumerated() {
+                    let before = rows.count
+                    let scan = try table.changes(since: sequence, limit: limit, excludingSite: excludedSite, sites: context.sites, into: &rows)
+                    tableOfRow.append(contentsOf: repeatElement(index, count: rows.count - before))
+                    // A table that filled its limit may hold more after what it read: the batch stops there.
+                    if scan.count >= limit, let last = scan.lastSequence {
+                        toSequence = min(toSequence, last)
+                    }
+                }
+                var order = rows.indices.filter { rows[$0].sequence <= toSequence }
+                order.sort { rows[$0].sequence < rows[$1].sequence }
+                if order.count > limit {
+                    order.removeSubrange(limit...)
+                    toSequence = rows[order[limit - 1]].sequence
+                }
+                var grouped: [Int: [RowChange]] = [:]
+                for position in order {
+                    grouped[tableOfRow[position], default: []].append(rows[position].row)
+                }
+                let tableChanges = grouped.keys.sorted().map { index in
+                    TableChanges(table: tables[index].schema.name, columns: tables[index].schema.columns.map(\.name), rows: grouped[index] ?? [])
+                }
+                return Changeset(source: localID, fromSequence: sequence, toSequence: toSequence, tables: tableChanges)
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import SQLite
+
+/// One row of `changes(since:)` before it is grouped into a changeset.
+struct SequencedRow {
+    var sequence: UInt64
+    var row: RowChange
+}
+
+/// How far one table's change scan read: rows read (before filtering) and the last sequence read.
+struct ChangeScan {
+    var count = 0
+    var lastSequence: UInt64?
+}
+
+/// What merging one remote row did to the user table.
+public enum RowOutcome: Sendable, Hashable {
+    /// Nothing changed: stale, duplicate or already known.
+    case unchanged
+    case inserted
+    case updated(columns: [Int])
+    case deleted
+    /// A tombstone for a row this replica never had: no user-visible row changed.
+    case tombstoned
+}
+
+/// The engine's side of one replicated table: its metadata table, statements and merge rule.
+///
+/// Each implementation owns the SQL of its user table and its `sync_` metadata table.
+protocol ReplicatedTable: AnyObject {
+    var schema: TableSchema { get }
+
+    func insertLocal(primaryKey: String, values: [Value], in context: WriteContext) throws
+    func updateLocal(primaryKey: String, columns: [Int], values: [Value], in context: WriteContext) throws
+    func deleteLocal(primaryKey: String, in context: WriteContext) throws
+
+    /// Merges one remote row. `columnMap[i]` is the local column of the changeset's column `i`.
+    func merge(_ row: RowChange, columnMap: [Int], in context: WriteContext) throws -> RowOutcome
+
+    /// Appends rows changed after `sequence`, in sequence order, reading at most `limit` rows.
+    /// Cells whose version comes from `excludedSite` are left out (the peer has them already).
+    func changes(since sequence: UInt64, limit: Int, excludingSite excludedSite: UInt32?, sites: SiteTable, into rows: inout [SequencedRow]) throws -> ChangeScan
+
+    /// Highest local sequence and highest HLC recorded in the table's metadata.
+    func sequenceAndClockHighWater() throws -> (sequence: UInt64, hlc: UInt64)
+
+    /// Rows changed after `sequence` (for status).
+    func changedRowCount(since sequence: UInt64) throws -> Int
+
+    /// Appends the canonical dump of the user table (and, if asked, of the versions).
+    func dump(includeVersions: Bool, sites: SiteTable, into text: inout String) throws
+
+    /// Gives local writes stamped after `ceiling` fresh versions; returns how many rows.
+    func restamp(localSite: UInt32, above ceiling: UInt64, in context: WriteContext) throws -> Int
+}
+
+/// What a table needs from its replica while it writes: sequences, versions, sites.
+final class WriteContext {
+    let database: Database
+    let sites: SiteTable
+    let clock: HybridLogicalClock
+    let localSite: UInt32
+    private(set) var sequence: UInt64
+
+    init(database: Database, sites: SiteTable, clock: HybridLogicalClock, localSite: UInt32, sequence: UInt64) {
+        self.database = database
+        self.sites = sites
+        self.clock = clock
+        self.localSite = localSite
+        self.sequence = sequence
+    }
+
+    /// The next local sequence number: bumped on every row change, never reused.
+    func nextSequence() -> UInt64 {
+        sequence += 1
+        return sequence
+    }
+
+    /// Restores the counter after a rolled-back transaction.
+    func resetSequence(to value: UInt64) { sequence = value }
+
+    /// A version for a local write that orders after `floor` (the versions it overwrites),
+    /// so a replica's own write always beats what it replaces, even after the wall clock stepped back.
+    func stamp(after floor: UInt64 = 0) -> UInt64 {
+        clock.raise(to: HLCTimestamp(rawValue: floor))
+        return clock.now().rawValue
+    }
+}
+
+/// Column list helpers shared by both table kinds.
+extension TableSchema {
+    var quotedName: String { quoted(name.rawValue) }
+    var quotedKey: String { quoted(primaryKey.rawValue) }
+    var quotedColumns: [String] { columns.map { quoted($0.name.rawValue) } }
+
+    func placeholders(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ", ") }
+
+    var createTableSQL: String {
+        let columnSQL = columns.map { "\(quoted($0.name.rawValue)) \($0.type.rawValue)" }
+        return "CREATE TABLE IF NOT EXISTS \(quotedName) (\(quotedKey) TEXT PRIMARY KEY NOT NULL, \(columnSQL.joined(separator: ", ")))"
+    }
+
+    var createIndexesSQL: [String] {
+        indexes.map { index in
+            let indexName = quoted("\(name.rawValue)_by_\(index.map(\.rawValue).joined(separator: "_"))")
+            return "CREATE INDEX IF NOT EXISTS \(indexName) ON \(quotedName) (\(index.map { quoted($0.rawValue) }.joined(separator: ", ")))"
+        }
+    }
+
+    /// `INSERT INTO t (key, c1, ...) VALUES (?, ...)` with an optional conflict clause.
+    func insertSQL(onConflict clause: String = "") -> String {
+        let names = ([quotedKey] + quotedColumns).joined(separator: ", ")
+        return "INSERT INTO \(quotedName) (\(names)) VALUES (\(placeholders(columns.count + 1)))" + clause
+    }
+}
+
+/// Canonical text of a value for dumps: type-tagged, reals by bit pattern, text and blobs escaped as hex.
+func canonicalText(_ value: Value) -> String {
+    switch value {
+    case .null: return "N"
+    case .integer(let v): return "i\(v)"
+    case .real(let v): return "r" + String(v.bitPattern, radix: 16)
+    case .text(let v): return "t" + hexString(Array(v.utf8))
+    case .blob(let v): return "b" + hexString(v)
+    }
+}
+
+func hexString(_ bytes: [UInt8]) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.count * 2)
+    for byte in bytes {
+        out.append(digits[Int(byte >> 4)])
+        out.append(digits[Int(byte & 0xf)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}

@@ -1,0 +1,61 @@
+import Foundation
+import SQLite
+import Synchronization
+import XCTest
+@testable import SyncEngine
+
+/// A deterministic generator, so every random history can be replayed from its seed.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A wall clock that tests move by hand.
+final class ManualClock: Sendable {
+    private let milliseconds: Mutex<UInt64>
+    init(_ start: UInt64 = 1_700_000_000_000) { milliseconds = Mutex(start) }
+    func advance(by delta: UInt64) { milliseconds.withLock { $0 += delta } }
+    func set(_ value: UInt64) { milliseconds.withLock { $0 = value } }
+    var now: UInt64 { milliseconds.withLock { $0 } }
+    var wallClock: WallClock { { [self] in self.now } }
+}
+
+enum TestSchema {
+    static let leads = try! TableName("leads")
+    static let visits = try! TableName("visits")
+    static let leadColumns = ["name", "phone", "store", "owner", "source", "score", "stage", "due_ms"]
+
+    /// An 8-column last-writer-wins table and an insert-only table, shaped like the retail ones.
+    static let tables: [TableSchema] = [
+        try! TableSchema("leads", kind: .lastWriterWins, columns: [
+            ("name", .text), ("phone", .text), ("store", .text), ("owner", .text),
+            ("source", .text), ("score", .integer), ("stage", .text), ("due_ms", .integer),
+        ], indexes: [["store"]]),
+        try! TableSchema("visits", kind: .insertOnly, columns: [
+            ("lead", .text), ("store", .text), ("guide", .text), ("at_ms", .integer),
+            ("duration_min", .integer), ("products", .text), ("outcome", .text), ("rating", .real),
+        ]),
+    ]
+
+    static func column(_ name: String) -> ColumnName { try! ColumnName(name) }
+}
+
+func makeTemporaryDirectory() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("storesync-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+func openMemoryReplica(clock: ManualClock = ManualClock(), drift: UInt64 = 5 * 60 * 1000) throws -> Replica {
+    var options = ReplicaOptions()
+    options.wallClock = clock.wallClock
+    options.maxForwardDriftMilliseconds = drift
+    return try Replica(path: ":memory:", schema: TestSchema.tables, options: options)
+}
