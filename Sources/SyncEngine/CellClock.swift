@@ -3,66 +3,85 @@
 /// Per column, 20 bytes little-endian: HLC (8), site (4: the replica's small local number,
 /// see `SiteTable`), local sequence of the last change (8). Packing the whole row's clock
 /// into one metadata row is what keeps a logged write close to a raw one: one extra row
-/// per row, not one per column.
+/// per row, not one per column. When every column holds the same entry (a row as inserted
+/// or merged in one piece, the common case) the blob is that one entry: 20 bytes, not 20
+/// per column, because bytes written are what a logged insert pays for.
 struct CellClock {
     static let entrySize = 20
 
-    var hlcs: [UInt64]
-    var sites: [UInt32]
-    var sequences: [UInt64]
+    /// Either one entry (all columns alike) or `count` entries.
+    private var storage: [UInt8]
+    let count: Int
 
-    var count: Int { hlcs.count }
+    private var isUniform: Bool { storage.count == Self.entrySize && count != 1 }
+
+    /// The blob to store: one entry when all columns are alike.
+    var bytes: [UInt8] {
+        if isUniform || count == 0 { return storage }
+        let first = storage[0..<Self.entrySize]
+        for column in 1..<count where storage[column * Self.entrySize ..< (column + 1) * Self.entrySize] != first {
+            return storage
+        }
+        return Array(first)
+    }
+
+    private func offset(_ column: Int) -> Int { isUniform ? 0 : column * Self.entrySize }
 
     /// Registers never written: version zero, sequence zero.
     init(empty count: Int) {
-        hlcs = [UInt64](repeating: 0, count: count)
-        sites = [UInt32](repeating: 0, count: count)
-        sequences = [UInt64](repeating: 0, count: count)
+        self.count = count
+        storage = [UInt8](repeating: 0, count: Self.entrySize)
     }
 
     /// Every register written by one write.
     init(count: Int, hlc: UInt64, site: UInt32, sequence: UInt64) {
-        hlcs = [UInt64](repeating: hlc, count: count)
-        sites = [UInt32](repeating: site, count: count)
-        sequences = [UInt64](repeating: sequence, count: count)
+        self.init(empty: count)
+        storage.withUnsafeMutableBytes { Self.store($0, 0, hlc: hlc, site: site, sequence: sequence) }
     }
 
     /// Decodes a stored clock. A blob of the wrong size (a damaged file or a schema that
-    /// changed under the replica) is reported, not trusted.
-    init(bytes: UnsafeRawBufferPointer, columnCount: Int, table: String) throws(SyncError) {
-        guard bytes.count == columnCount * Self.entrySize else {
-            if bytes.isEmpty {
-                self.init(empty: columnCount)
-                return
-            }
+    /// changed under the replica) is reported, not trusted; an empty one is a tombstone's.
+    init(bytes stored: UnsafeRawBufferPointer, columnCount: Int, table: String) throws(SyncError) {
+        count = columnCount
+        if stored.isEmpty {
+            storage = [UInt8](repeating: 0, count: Self.entrySize)
+            return
+        }
+        guard stored.count == columnCount * Self.entrySize || stored.count == Self.entrySize else {
             throw SyncError.schemaMismatch(
-                table: table, reason: "stored clock has \(bytes.count) bytes, expected \(columnCount * Self.entrySize)")
+                table: table, reason: "stored clock has \(stored.count) bytes, expected \(columnCount * Self.entrySize)")
         }
-        self.init(empty: columnCount)
-        for column in 0..<columnCount {
-            let base = column * Self.entrySize
-            hlcs[column] = bytes.loadUnaligned(fromByteOffset: base, as: UInt64.self).littleEndian
-            sites[column] = bytes.loadUnaligned(fromByteOffset: base + 8, as: UInt32.self).littleEndian
-            sequences[column] = bytes.loadUnaligned(fromByteOffset: base + 12, as: UInt64.self).littleEndian
-        }
+        storage = Array(stored)
     }
 
-    var bytes: [UInt8] {
-        var result = [UInt8](repeating: 0, count: count * Self.entrySize)
-        result.withUnsafeMutableBytes { buffer in
-            for column in 0..<count {
-                let base = column * Self.entrySize
-                buffer.storeBytes(of: hlcs[column].littleEndian, toByteOffset: base, as: UInt64.self)
-                buffer.storeBytes(of: sites[column].littleEndian, toByteOffset: base + 8, as: UInt32.self)
-                buffer.storeBytes(of: sequences[column].littleEndian, toByteOffset: base + 12, as: UInt64.self)
-            }
-        }
-        return result
+    func hlc(_ column: Int) -> UInt64 {
+        storage.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset(column), as: UInt64.self).littleEndian }
     }
+
+    func site(_ column: Int) -> UInt32 {
+        storage.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset(column) + 8, as: UInt32.self).littleEndian }
+    }
+
+    func sequence(_ column: Int) -> UInt64 {
+        storage.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset(column) + 12, as: UInt64.self).littleEndian }
+    }
+
+    var highestHLC: UInt64 { (0..<count).map { hlc($0) }.max() ?? 0 }
 
     mutating func set(_ column: Int, hlc: UInt64, site: UInt32, sequence: UInt64) {
-        hlcs[column] = hlc
-        sites[column] = site
-        sequences[column] = sequence
+        if isUniform {
+            // Columns start to differ: spread the shared entry to every column first.
+            var expanded: [UInt8] = []
+            expanded.reserveCapacity(count * Self.entrySize)
+            for _ in 0..<count { expanded.append(contentsOf: storage) }
+            storage = expanded
+        }
+        storage.withUnsafeMutableBytes { Self.store($0, column * Self.entrySize, hlc: hlc, site: site, sequence: sequence) }
+    }
+
+    private static func store(_ buffer: UnsafeMutableRawBufferPointer, _ base: Int, hlc: UInt64, site: UInt32, sequence: UInt64) {
+        buffer.storeBytes(of: hlc.littleEndian, toByteOffset: base, as: UInt64.self)
+        buffer.storeBytes(of: site.littleEndian, toByteOffset: base + 8, as: UInt32.self)
+        buffer.storeBytes(of: sequence.littleEndian, toByteOffset: base + 12, as: UInt64.self)
     }
 }

@@ -16,6 +16,10 @@ final class InsertOnlyTable: ReplicatedTable {
     private let logSQL: String
     private let changesSQL: String
     private let dumpSQL: String
+    private var insertRowStatement: Statement?
+    private var mergeRowStatement: Statement?
+    private var logStatement: Statement?
+    private var changesStatement: Statement?
 
     init(schema: TableSchema, database: Database) throws {
         self.schema = schema
@@ -50,8 +54,16 @@ final class InsertOnlyTable: ReplicatedTable {
 
     private var tableName: String { schema.name.rawValue }
 
+    /// The table's statements are prepared once and kept, so the hot path never re-parses or hashes SQL.
+    private func statement(_ slot: inout Statement?, _ sql: String) throws -> Statement {
+        if let prepared = slot { return prepared }
+        let prepared = try database.prepare(sql)
+        slot = prepared
+        return prepared
+    }
+
     private func log(_ primaryKey: String, sequence: UInt64, hlc: UInt64, site: UInt32) throws {
-        let statement = try database.cachedStatement(logSQL)
+        let statement = try statement(&logStatement, logSQL)
         try statement.bind(Int64(bitPattern: sequence), at: 1)
         try statement.bind(primaryKey, at: 2)
         try statement.bind(Int64(bitPattern: hlc), at: 3)
@@ -60,8 +72,7 @@ final class InsertOnlyTable: ReplicatedTable {
         statement.reset()
     }
 
-    private func writeRow(_ sql: String, primaryKey: String, values: [Value]) throws -> Bool {
-        let statement = try database.cachedStatement(sql)
+    private func writeRow(_ statement: Statement, primaryKey: String, values: [Value]) throws -> Bool {
         try statement.bind(primaryKey, at: 1)
         for (index, value) in values.enumerated() {
             try statement.bind(value, at: Int32(index + 2))
@@ -73,7 +84,7 @@ final class InsertOnlyTable: ReplicatedTable {
 
     func insertLocal(primaryKey: String, values: [Value], in context: WriteContext) throws {
         do {
-            _ = try writeRow(insertRowSQL, primaryKey: primaryKey, values: values)
+            _ = try writeRow(try statement(&insertRowStatement, insertRowSQL), primaryKey: primaryKey, values: values)
         } catch let error as SQLiteError where error.isConstraintViolation {
             throw SyncError.rowExists(table: tableName, primaryKey: primaryKey)
         }
@@ -96,7 +107,7 @@ final class InsertOnlyTable: ReplicatedTable {
         for cell in row.cells {
             values[columnMap[cell.column]] = cell.value
         }
-        guard try writeRow(mergeRowSQL, primaryKey: row.primaryKey, values: values) else {
+        guard try writeRow(try statement(&mergeRowStatement, mergeRowSQL), primaryKey: row.primaryKey, values: values) else {
             return .unchanged
         }
         try log(row.primaryKey, sequence: context.nextSequence(), hlc: row.lifeVersion.hlc.rawValue,
@@ -106,7 +117,7 @@ final class InsertOnlyTable: ReplicatedTable {
 
     func changes(since sequence: UInt64, limit: Int, excludingSite excludedSite: UInt32?, sites: SiteTable, into rows: inout [SequencedRow]) throws -> ChangeScan {
         var scan = ChangeScan()
-        let statement = try database.cachedStatement(changesSQL)
+        let statement = try statement(&changesStatement, changesSQL)
         try statement.bind(Int64(bitPattern: sequence), at: 1)
         try statement.bind(Int64(limit), at: 2)
         defer { statement.reset() }

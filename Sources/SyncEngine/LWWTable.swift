@@ -20,6 +20,13 @@ final class LWWTable: ReplicatedTable {
     private let insertMetaLocalSQL: String
     private let changesSQL: String
     private let dumpSQL: String
+    private var insertRowStatement: Statement?
+    private var upsertRowStatement: Statement?
+    private var deleteRowStatement: Statement?
+    private var readMetaStatement: Statement?
+    private var writeMetaStatement: Statement?
+    private var insertMetaLocalStatement: Statement?
+    private var changesStatement: Statement?
     private let dumpMetaSQL: String
 
     init(schema: TableSchema, database: Database) throws {
@@ -71,6 +78,14 @@ final class LWWTable: ReplicatedTable {
     private var columnCount: Int { schema.columns.count }
     private var tableName: String { schema.name.rawValue }
 
+    /// The table's statements are prepared once and kept, so the hot path never re-parses or hashes SQL.
+    private func statement(_ slot: inout Statement?, _ sql: String) throws -> Statement {
+        if let prepared = slot { return prepared }
+        let prepared = try database.prepare(sql)
+        slot = prepared
+        return prepared
+    }
+
     // MARK: Metadata
 
     private struct Meta {
@@ -82,7 +97,7 @@ final class LWWTable: ReplicatedTable {
     }
 
     private func readMeta(_ primaryKey: String) throws -> Meta? {
-        let statement = try database.cachedStatement(readMetaSQL)
+        let statement = try statement(&readMetaStatement, readMetaSQL)
         try statement.bind(primaryKey, at: 1)
         defer { statement.reset() }
         guard try statement.step() else { return nil }
@@ -97,7 +112,7 @@ final class LWWTable: ReplicatedTable {
     }
 
     private func writeMeta(_ primaryKey: String, sequence: UInt64, _ meta: Meta) throws {
-        let statement = try database.cachedStatement(writeMetaSQL)
+        let statement = try statement(&writeMetaStatement, writeMetaSQL)
         try statement.bind(primaryKey, at: 1)
         try statement.bind(Int64(bitPattern: sequence), at: 2)
         try statement.bind(Int64(bitPattern: meta.causalLength), at: 3)
@@ -111,8 +126,7 @@ final class LWWTable: ReplicatedTable {
 
     // MARK: User rows
 
-    private func writeFullRow(_ statementSQL: String, primaryKey: String, values: [Value]) throws {
-        let statement = try database.cachedStatement(statementSQL)
+    private func writeFullRow(_ statement: Statement, primaryKey: String, values: [Value]) throws {
         try statement.bind(primaryKey, at: 1)
         for (index, value) in values.enumerated() {
             try statement.bind(value, at: Int32(index + 2))
@@ -140,7 +154,7 @@ final class LWWTable: ReplicatedTable {
     }
 
     private func deleteRow(_ primaryKey: String) throws {
-        let statement = try database.cachedStatement(deleteRowSQL)
+        let statement = try statement(&deleteRowStatement, deleteRowSQL)
         try statement.bind(primaryKey, at: 1)
         try statement.step()
         statement.reset()
@@ -150,14 +164,14 @@ final class LWWTable: ReplicatedTable {
 
     func insertLocal(primaryKey: String, values: [Value], in context: WriteContext) throws {
         do {
-            try writeFullRow(insertRowSQL, primaryKey: primaryKey, values: values)
+            try writeFullRow(try statement(&insertRowStatement, insertRowSQL), primaryKey: primaryKey, values: values)
         } catch let error as SQLiteError where error.isConstraintViolation {
             throw SyncError.rowExists(table: tableName, primaryKey: primaryKey)
         }
         let hlc = context.stamp()
         let sequence = context.nextSequence()
         let clock = CellClock(count: columnCount, hlc: hlc, site: context.localSite, sequence: sequence)
-        let statement = try database.cachedStatement(insertMetaLocalSQL)
+        let statement = try statement(&insertMetaLocalStatement, insertMetaLocalSQL)
         try statement.bind(primaryKey, at: 1)
         try statement.bind(Int64(bitPattern: sequence), at: 2)
         try statement.bind(Int64(bitPattern: hlc), at: 3)
@@ -176,7 +190,7 @@ final class LWWTable: ReplicatedTable {
         guard var meta = try readMeta(primaryKey), meta.isAlive else {
             throw SyncError.rowNotFound(table: tableName, primaryKey: primaryKey)
         }
-        let floor = columns.map { meta.clock.hlcs[$0] }.max() ?? 0
+        let floor = columns.map { meta.clock.hlc($0) }.max() ?? 0
         let hlc = context.stamp(after: max(floor, meta.lifeHLC))
         let sequence = context.nextSequence()
         for column in columns {
@@ -190,7 +204,7 @@ final class LWWTable: ReplicatedTable {
         guard var meta = try readMeta(primaryKey), meta.isAlive else {
             throw SyncError.rowNotFound(table: tableName, primaryKey: primaryKey)
         }
-        let hlc = context.stamp(after: max(meta.clock.hlcs.max() ?? 0, meta.lifeHLC))
+        let hlc = context.stamp(after: max(meta.clock.highestHLC, meta.lifeHLC))
         meta.causalLength += 1
         meta.lifeHLC = hlc
         meta.lifeSite = context.localSite
@@ -234,13 +248,13 @@ final class LWWTable: ReplicatedTable {
             var values = [Value](repeating: .null, count: columnCount)
             for cell in row.cells {
                 let column = columnMap[cell.column]
-                if try wins(cell.version, over: meta.clock.hlcs[column], site: meta.clock.sites[column], sites: context.sites) {
+                if try wins(cell.version, over: meta.clock.hlc(column), site: meta.clock.site(column), sites: context.sites) {
                     values[column] = cell.value
                     meta.clock.set(column, hlc: cell.version.hlc.rawValue,
                                    site: try context.sites.number(for: cell.version.origin), sequence: sequence)
                 }
             }
-            try writeFullRow(upsertRowSQL, primaryKey: primaryKey, values: values)
+            try writeFullRow(try statement(&upsertRowStatement, upsertRowSQL), primaryKey: primaryKey, values: values)
             try writeMeta(primaryKey, sequence: sequence, meta)
             if let existing, existing.isAlive { return .updated(columns: Array(0..<columnCount)) }
             return .inserted
@@ -260,7 +274,7 @@ final class LWWTable: ReplicatedTable {
         if meta.isAlive {
             for cell in row.cells {
                 let column = columnMap[cell.column]
-                guard try wins(cell.version, over: meta.clock.hlcs[column], site: meta.clock.sites[column], sites: context.sites) else {
+                guard try wins(cell.version, over: meta.clock.hlc(column), site: meta.clock.site(column), sites: context.sites) else {
                     continue
                 }
                 let site = try context.sites.number(for: cell.version.origin)
@@ -294,7 +308,7 @@ final class LWWTable: ReplicatedTable {
 
     func changes(since sequence: UInt64, limit: Int, excludingSite excludedSite: UInt32?, sites: SiteTable, into rows: inout [SequencedRow]) throws -> ChangeScan {
         var scan = ChangeScan()
-        let statement = try database.cachedStatement(changesSQL)
+        let statement = try statement(&changesStatement, changesSQL)
         try statement.bind(Int64(bitPattern: sequence), at: 1)
         try statement.bind(Int64(limit), at: 2)
         defer { statement.reset() }
@@ -312,12 +326,12 @@ final class LWWTable: ReplicatedTable {
             var cells: [Cell] = []
             if causalLength % 2 == 1 {
                 cells.reserveCapacity(columnCount)
-                for column in 0..<columnCount where clock.sequences[column] > sequence && clock.sites[column] != 0 {
-                    if let excludedSite, clock.sites[column] == excludedSite { continue }
+                for column in 0..<columnCount where clock.sequence(column) > sequence && clock.site(column) != 0 {
+                    if let excludedSite, clock.site(column) == excludedSite { continue }
                     cells.append(Cell(
                         column: column,
                         value: statement.value(at: Int32(6 + column)),
-                        version: try sites.version(hlc: clock.hlcs[column], site: clock.sites[column])))
+                        version: try sites.version(hlc: clock.hlc(column), site: clock.site(column))))
                 }
             }
             if cells.isEmpty, let excludedSite, lifeSite == excludedSite {
@@ -337,7 +351,7 @@ final class LWWTable: ReplicatedTable {
         let clock = try statement.withBlob(at: 2) { bytes throws(SyncError) in
             try CellClock(bytes: bytes, columnCount: columnCount, table: tableName)
         }
-        let hlc = max(UInt64(bitPattern: statement.int64(at: 1)), clock.hlcs.max() ?? 0)
+        let hlc = max(UInt64(bitPattern: statement.int64(at: 1)), clock.highestHLC)
         return (UInt64(bitPattern: statement.int64(at: 0)), hlc)
     }
 
@@ -361,7 +375,7 @@ final class LWWTable: ReplicatedTable {
             let life = try sites.version(hlc: UInt64(bitPattern: row.int64(2)), site: UInt32(truncatingIfNeeded: row.int64(3)))
             text += "~\(tableName)|\(row.text(0) ?? "")|cl\(row.int64(1))|\(life)"
             for column in 0..<columnCount {
-                text += "|" + (try sites.version(hlc: clock.hlcs[column], site: clock.sites[column])).description
+                text += "|" + (try sites.version(hlc: clock.hlc(column), site: clock.site(column))).description
             }
             text += "\n"
         }
@@ -375,7 +389,7 @@ final class LWWTable: ReplicatedTable {
                 let clock = try row.withBlob(3) { bytes throws(SyncError) in
                     try CellClock(bytes: bytes, columnCount: columnCount, table: tableName)
                 }
-                suspect = (0..<columnCount).contains { clock.hlcs[$0] > ceiling && clock.sites[$0] == localSite }
+                suspect = (0..<columnCount).contains { clock.hlc($0) > ceiling && clock.site($0) == localSite }
             }
             if suspect, let key = row.text(0) { keys.append(key) }
         }
@@ -384,7 +398,7 @@ final class LWWTable: ReplicatedTable {
             let hlc = context.stamp()
             let sequence = context.nextSequence()
             if meta.lifeHLC > ceiling && meta.lifeSite == localSite { meta.lifeHLC = hlc }
-            for column in 0..<columnCount where meta.clock.hlcs[column] > ceiling && meta.clock.sites[column] == localSite {
+            for column in 0..<columnCount where meta.clock.hlc(column) > ceiling && meta.clock.site(column) == localSite {
                 meta.clock.set(column, hlc: hlc, site: localSite, sequence: sequence)
             }
             try writeMeta(key, sequence: sequence, meta)

@@ -81,7 +81,7 @@ final class WriteContext {
     /// A version for a local write that orders after `floor` (the versions it overwrites),
     /// so a replica's own write always beats what it replaces, even after the wall clock stepped back.
     func stamp(after floor: UInt64 = 0) -> UInt64 {
-        clock.raise(to: HLCTimestamp(rawValue: floor))
+        if floor > 0 { clock.raise(to: HLCTimestamp(rawValue: floor)) }
         return clock.now().rawValue
     }
 }
@@ -94,12 +94,13 @@ extension TableSchema {
 
     func placeholders(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ", ") }
 
-    var createTableSQL: String {
+    /// The CREATE TABLE statement of the user table (public so tools can build an identical plain table).
+    public var createTableSQL: String {
         let columnSQL = columns.map { "\(quoted($0.name.rawValue)) \($0.type.rawValue)" }
         return "CREATE TABLE IF NOT EXISTS \(quotedName) (\(quotedKey) TEXT PRIMARY KEY NOT NULL, \(columnSQL.joined(separator: ", ")))"
     }
 
-    var createIndexesSQL: [String] {
+    public var createIndexesSQL: [String] {
         indexes.map { index in
             let indexName = quoted("\(name.rawValue)_by_\(index.map(\.rawValue).joined(separator: "_"))")
             return "CREATE INDEX IF NOT EXISTS \(indexName) ON \(quotedName) (\(index.map { quoted($0.rawValue) }.joined(separator: ", ")))"
@@ -107,7 +108,7 @@ extension TableSchema {
     }
 
     /// `INSERT INTO t (key, c1, ...) VALUES (?, ...)` with an optional conflict clause.
-    func insertSQL(onConflict clause: String = "") -> String {
+    public func insertSQL(onConflict clause: String = "") -> String {
         let names = ([quotedKey] + quotedColumns).joined(separator: ", ")
         return "INSERT INTO \(quotedName) (\(names)) VALUES (\(placeholders(columns.count + 1)))" + clause
     }

@@ -28,8 +28,15 @@ final class SiteTable {
         }
     }
 
+    /// Most lookups in a batch ask for the same few replicas; remember the last answer.
+    private var lastLookup: (id: ReplicaID, number: UInt32) = (.none, 0)
+
     func number(for id: ReplicaID) throws -> UInt32 {
-        if let number = numbers[id] { return number }
+        if id == lastLookup.id { return lastLookup.number }
+        if let number = numbers[id] {
+            lastLookup = (id, number)
+            return number
+        }
         let number = UInt32(ids.count)
         try database.run("INSERT INTO sync_sites (site, replica) VALUES (?, ?)", [.integer(Int64(number)), .blob(id.bytes)])
         numbers[id] = number
@@ -55,6 +62,7 @@ final class SiteTable {
     func transactionCommitted() { addedInTransaction.removeAll() }
 
     func transactionRolledBack() {
+        lastLookup = (.none, 0)
         for id in addedInTransaction {
             if let number = numbers.removeValue(forKey: id) { ids.removeValue(forKey: number) }
         }
