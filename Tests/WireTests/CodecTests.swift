@@ -1,0 +1,120 @@
+import SyncEngine
+import Wire
+import XCTest
+
+final class CodecTests: XCTestCase {
+    func testCRC32CheckValue() {
+        XCTAssertEqual(CRC32.checksum(Array("123456789".utf8)), 0xCBF4_3926)
+        XCTAssertEqual(CRC32.checksum([]), 0)
+        // The slicing-by-8 path against the bytewise definition, across lengths and alignments.
+        var generator = SeededGenerator(seed: 7)
+        for length in 0..<80 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            var crc: UInt32 = 0xFFFF_FFFF
+            for byte in bytes {
+                crc ^= UInt32(byte)
+                for _ in 0..<8 { crc = (crc & 1) != 0 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+            }
+            XCTAssertEqual(CRC32.checksum(bytes), ~crc, "length \(length)")
+        }
+    }
+
+    func testRandomChangesetsRoundTrip() throws {
+        for seed in UInt64(1)...300 {
+            var generator = SeededGenerator(seed: seed)
+            let changeset = randomChangeset(using: &generator)
+            let more = Bool.random(using: &generator)
+            for message in [Message.push(changeset), .pullBatch(PullBatch(more: more, changeset: changeset))] {
+                let bytes = try FrameEncoder().encode(message)
+                let decoded = try FrameDecoder.decodeFrame(bytes)
+                XCTAssertEqual(decoded, message, "seed \(seed)")
+                XCTAssertEqual(try FrameEncoder().encode(decoded), bytes, "seed \(seed)")
+                let chunked = decodeStream(bytes, chunkSizes: randomChunks(bytes.count, using: &generator))
+                XCTAssertEqual(chunked.messages, [message], "seed \(seed)")
+                XCTAssertNil(chunked.error, "seed \(seed)")
+            }
+        }
+    }
+
+    func testEncoderRefusesWhatTheDecoderWould() {
+        let bad = Changeset(source: replicaA, fromSequence: 0, toSequence: 1, tables: [
+            TableChanges(table: table("t"), columns: columns(["a"]), rows: [
+                RowChange(primaryKey: "k", causalLength: 1, lifeVersion: .zero, cells: [Cell(column: 1, value: .null, version: .zero)]),
+            ]),
+        ])
+        XCTAssertThrowsError(try FrameEncoder().encode(.push(bad))) { error in
+            XCTAssertEqual((error as? WireError)?.code, .badFrame)
+        }
+        let ragged = ViewRows(requestID: 1, final: true, columns: ["a", "b"], rows: [[.null]])
+        XCTAssertThrowsError(try FrameEncoder().encode(.viewRows(ragged))) { error in
+            XCTAssertEqual((error as? WireError)?.code, .badFrame)
+        }
+        var output: [UInt8] = [1, 2, 3]
+        XCTAssertThrowsError(try FrameEncoder(maxFrameBytes: 4).encode(.ping(nonce: UInt64.max), appendingTo: &output)) { error in
+            XCTAssertEqual((error as? WireError)?.code, .tooLarge)
+        }
+        XCTAssertEqual(output, [1, 2, 3], "a refused frame leaves the output as it was")
+    }
+
+    func testLengthCapIsCheckedFromTheHeaderAlone() throws {
+        // 13 header bytes announcing 2^31: refused at once, without waiting for (or buffering) the payload.
+        var decoder = FrameDecoder()
+        decoder.feed(VectorCatalog.header(length: 1 << 31))
+        XCTAssertThrowsError(try decoder.next()) { XCTAssertEqual(($0 as? WireError)?.code, .tooLarge) }
+        // A smaller negotiated cap applies the same way.
+        var small = FrameDecoder(maxFrameBytes: 100)
+        small.feed(VectorCatalog.header(length: 101))
+        XCTAssertThrowsError(try small.next()) { XCTAssertEqual(($0 as? WireError)?.code, .tooLarge) }
+        var exact = FrameDecoder(maxFrameBytes: 2)
+        exact.feed(VectorCatalog.pingFrame)
+        XCTAssertEqual(try exact.next(), .ping(nonce: 300))
+    }
+
+    func testElementBudgetBoundsMemory() throws {
+        // 1000 null cells take ~1000 bytes on the wire but ~60 KB in memory: the element cap stops that.
+        let cells = (0..<1000).map { _ in Cell(column: 0, value: .null, version: .zero) }
+        let changeset = Changeset(source: replicaA, fromSequence: 0, toSequence: 1, tables: [
+            TableChanges(table: table("t"), columns: columns(["a"]), rows: [RowChange(primaryKey: "k", causalLength: 1, lifeVersion: .zero, cells: cells)]),
+        ])
+        let bytes = try FrameEncoder().encode(.push(changeset))
+        XCTAssertEqual(decodeStream(bytes, chunkSizes: [], maxElements: 999).error?.code, .tooLarge)
+        XCTAssertNil(decodeStream(bytes, chunkSizes: [], maxElements: 1003).error)
+    }
+
+    func testDecoderStaysFailedAfterAnError() throws {
+        var decoder = FrameDecoder()
+        decoder.feed(Array("GE".utf8))
+        XCTAssertThrowsError(try decoder.next()) { XCTAssertEqual(($0 as? WireError)?.code, .badMagic) }
+        decoder.feed(VectorCatalog.pingFrame)
+        XCTAssertThrowsError(try decoder.next()) { XCTAssertEqual(($0 as? WireError)?.code, .badMagic) }
+        XCTAssertThrowsError(try decoder.finish()) { XCTAssertEqual(($0 as? WireError)?.code, .badMagic) }
+    }
+
+    func testEveryWireErrorHasADistinctSpecCode() {
+        let errors: [WireError] = [
+            .badFrame("x"), .badMagic, .badChecksum(expected: 0, actual: 1), .unsupportedVersion(2),
+            .tooLarge(what: "x", size: 1, maximum: 0), .unknownMessageType(0), .badVarint, .invalidUTF8,
+            .truncated(bufferedBytes: 1), .invalidName,
+        ]
+        let codes = errors.map(\.code)
+        XCTAssertEqual(Set(codes).count, errors.count)
+        for code in codes { XCTAssertFalse(code.name.hasPrefix("CODE_"), "\(code) has no spec name") }
+        XCTAssertEqual(Set(ErrorCode.known.map(\.name)).count, ErrorCode.known.count)
+        XCTAssertEqual(Set(ErrorCode.known.map(\.code)).count, ErrorCode.known.count)
+    }
+
+    func testLargeBatchAndBufferRelease() throws {
+        // Many frames through one decoder, fed in odd chunks: memory is compacted, order kept.
+        var generator = SeededGenerator(seed: 99)
+        var stream: [UInt8] = []
+        var expected: [Message] = []
+        for index in 0..<200 {
+            let message: Message = index % 3 == 0 ? .push(randomChangeset(using: &generator, maxRows: 5)) : .ping(nonce: UInt64(index))
+            try FrameEncoder().encode(message, appendingTo: &stream)
+            expected.append(message)
+        }
+        let outcome = decodeStream(stream, chunkSizes: randomChunks(stream.count, using: &generator))
+        XCTAssertNil(outcome.error)
+        XCTAssertEqual(outcome.messages, expected)
+    }
+}
