@@ -15,6 +15,9 @@ public final class Database {
         /// `NORMAL` (with WAL) survives a process crash but may lose the last commits on power loss.
         public var synchronous: Synchronous = .full
         public var readOnly = false
+        /// Page cache per connection, in KiB. Large batches (a merge of a whole changeset)
+        /// stay in memory until commit instead of spilling pages to the WAL twice.
+        public var cacheSizeKiB: Int32 = 16 * 1024
 
         public enum Synchronous: String, Sendable { case off = "OFF", normal = "NORMAL", full = "FULL" }
 
@@ -51,6 +54,7 @@ public final class Database {
             if !options.readOnly {
                 try execute("PRAGMA synchronous=\(options.synchronous.rawValue)")
             }
+            try execute("PRAGMA cache_size=-\(max(0, options.cacheSizeKiB))")
         } catch {
             statementCache.removeAll()
             sqlite3_close_v2(connection)

@@ -39,6 +39,27 @@ struct CellClock {
         storage.withUnsafeMutableBytes { Self.store($0, 0, hlc: hlc, site: site, sequence: sequence) }
     }
 
+    private init(count: Int, storage: [UInt8]) {
+        self.count = count
+        self.storage = storage
+    }
+
+    /// Registers from per-column versions, all changed at `sequence` (a never-written one keeps sequence 0).
+    init(hlcs: [UInt64], sites: [UInt32], sequence: UInt64) {
+        let count = hlcs.count
+        if count > 0, hlcs[0] != 0, hlcs.allSatisfy({ $0 == hlcs[0] }), sites.allSatisfy({ $0 == sites[0] }) {
+            self.init(count: count, hlc: hlcs[0], site: sites[0], sequence: sequence)
+            return
+        }
+        var storage = [UInt8](repeating: 0, count: max(1, count) * Self.entrySize)
+        storage.withUnsafeMutableBytes { buffer in
+            for column in 0..<count where hlcs[column] != 0 || sites[column] != 0 {
+                Self.store(buffer, column * Self.entrySize, hlc: hlcs[column], site: sites[column], sequence: sequence)
+            }
+        }
+        self.init(count: count, storage: storage)
+    }
+
     /// Decodes a stored clock. A blob of the wrong size (a damaged file or a schema that
     /// changed under the replica) is reported, not trusted; an empty one is a tombstone's.
     init(bytes stored: UnsafeRawBufferPointer, columnCount: Int, table: String) throws(SyncError) {

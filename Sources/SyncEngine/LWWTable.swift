@@ -19,6 +19,7 @@ final class LWWTable: ReplicatedTable {
     private let writeMetaSQL: String
     private let insertMetaLocalSQL: String
     private let changesSQL: String
+    private let claimMetaSQL: String
     private let dumpSQL: String
     private var insertRowStatement: Statement?
     private var upsertRowStatement: Statement?
@@ -27,6 +28,7 @@ final class LWWTable: ReplicatedTable {
     private var writeMetaStatement: Statement?
     private var insertMetaLocalStatement: Statement?
     private var changesStatement: Statement?
+    private var claimMetaStatement: Statement?
     private let dumpMetaSQL: String
 
     init(schema: TableSchema, database: Database) throws {
@@ -51,6 +53,7 @@ final class LWWTable: ReplicatedTable {
                 cl_hlc = excluded.cl_hlc, cl_site = excluded.cl_site, clock = excluded.clock
             WHERE cl % 2 = 0
             """
+        claimMetaSQL = "INSERT INTO \(meta) (pk, seq, cl, cl_hlc, cl_site, clock) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pk) DO NOTHING"
         let userColumns = schema.quotedColumns.map { "t.\($0)" }.joined(separator: ", ")
         changesSQL = """
             SELECT m.pk, m.seq, m.cl, m.cl_hlc, m.cl_site, m.clock, \(userColumns)
@@ -221,15 +224,52 @@ final class LWWTable: ReplicatedTable {
         return version.origin > (try sites.id(for: site))
     }
 
+    /// Registers and values of a life built from the row's cells alone.
+    private func freshLife(_ row: RowChange, columnMap: [Int], sequence: UInt64, sites: SiteTable) throws -> (values: [Value], clock: CellClock) {
+        var values = [Value](repeating: .null, count: columnCount)
+        var hlcs = [UInt64](repeating: 0, count: columnCount)
+        var siteNumbers = [UInt32](repeating: 0, count: columnCount)
+        for cell in row.cells {
+            let column = columnMap[cell.column]
+            if try wins(cell.version, over: hlcs[column], site: siteNumbers[column], sites: sites) {
+                values[column] = cell.value
+                hlcs[column] = cell.version.hlc.rawValue
+                siteNumbers[column] = try sites.number(for: cell.version.origin)
+            }
+        }
+        return (values, CellClock(hlcs: hlcs, sites: siteNumbers, sequence: sequence))
+    }
+
     func merge(_ row: RowChange, columnMap: [Int], in context: WriteContext) throws -> RowOutcome {
         let primaryKey = row.primaryKey
-        let existing = try readMeta(primaryKey)
         let remoteLength = row.causalLength
+        let lifeSite = try context.sites.number(for: row.lifeVersion.origin)
 
+        if remoteLength % 2 == 1 {
+            // Most merged rows are new here: claim the metadata row first, and only read it
+            // when it already exists. Saves a lookup per new row.
+            let sequence = context.sequence + 1
+            let life = try freshLife(row, columnMap: columnMap, sequence: sequence, sites: context.sites)
+            let claim = try statement(&claimMetaStatement, claimMetaSQL)
+            try claim.bind(primaryKey, at: 1)
+            try claim.bind(Int64(bitPattern: sequence), at: 2)
+            try claim.bind(Int64(bitPattern: remoteLength), at: 3)
+            try claim.bind(Int64(bitPattern: row.lifeVersion.hlc.rawValue), at: 4)
+            try claim.bind(Int64(lifeSite), at: 5)
+            try claim.bind(life.clock.bytes, at: 6)
+            try claim.step()
+            claim.reset()
+            if database.changes > 0 {
+                _ = context.nextSequence()
+                try writeFullRow(try statement(&upsertRowStatement, upsertRowSQL), primaryKey: primaryKey, values: life.values)
+                return .inserted
+            }
+        }
+
+        let existing = try readMeta(primaryKey)
         if let existing, remoteLength < existing.causalLength {
             return .unchanged
         }
-        let lifeSite = try context.sites.number(for: row.lifeVersion.origin)
 
         if existing.map({ remoteLength > $0.causalLength }) ?? true {
             // A life we have not seen: it replaces whatever older life we hold.
@@ -245,16 +285,9 @@ final class LWWTable: ReplicatedTable {
                 try writeMeta(primaryKey, sequence: sequence, meta)
                 return .tombstoned
             }
-            var values = [Value](repeating: .null, count: columnCount)
-            for cell in row.cells {
-                let column = columnMap[cell.column]
-                if try wins(cell.version, over: meta.clock.hlc(column), site: meta.clock.site(column), sites: context.sites) {
-                    values[column] = cell.value
-                    meta.clock.set(column, hlc: cell.version.hlc.rawValue,
-                                   site: try context.sites.number(for: cell.version.origin), sequence: sequence)
-                }
-            }
-            try writeFullRow(try statement(&upsertRowStatement, upsertRowSQL), primaryKey: primaryKey, values: values)
+            let life = try freshLife(row, columnMap: columnMap, sequence: sequence, sites: context.sites)
+            meta.clock = life.clock
+            try writeFullRow(try statement(&upsertRowStatement, upsertRowSQL), primaryKey: primaryKey, values: life.values)
             try writeMeta(primaryKey, sequence: sequence, meta)
             if let existing, existing.isAlive { return .updated(columns: Array(0..<columnCount)) }
             return .inserted
