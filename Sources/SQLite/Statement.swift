@@ -64,6 +64,7 @@ public final class Statement {
             guard let base = buffer.baseAddress else {
                 return sqlite3_bind_text(handle, index, "", 0, transientDestructor)
             }
+            guard buffer.count <= Int(Int32.max) else { return SQLITE_TOOBIG }
             return base.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
                 sqlite3_bind_text(handle, index, $0, Int32(buffer.count), transientDestructor)
             }
@@ -76,6 +77,7 @@ public final class Statement {
             guard let base = buffer.baseAddress, buffer.count > 0 else {
                 return sqlite3_bind_zeroblob(handle, index, 0)
             }
+            guard buffer.count <= Int(Int32.max) else { return SQLITE_TOOBIG }
             return sqlite3_bind_blob(handle, index, base, Int32(buffer.count), transientDestructor)
         }
         try check(code)

@@ -8,6 +8,8 @@ import SQLite
 /// again under a key we hold is a re-delivery and is ignored: keys are 128-bit and unique.
 final class InsertOnlyTable: ReplicatedTable {
     let schema: TableSchema
+    let name: TableName
+    let columnCount: Int
     private let database: Database
     private let logName: String
 
@@ -23,6 +25,8 @@ final class InsertOnlyTable: ReplicatedTable {
 
     init(schema: TableSchema, database: Database) throws {
         self.schema = schema
+        self.name = schema.name
+        self.columnCount = schema.columns.count
         self.database = database
         let log = quoted("sync_log_\(schema.name.rawValue)")
         self.logName = log
@@ -52,7 +56,7 @@ final class InsertOnlyTable: ReplicatedTable {
             """)
     }
 
-    private var tableName: String { schema.name.rawValue }
+    private var tableName: String { name.rawValue }
 
     /// The table's statements are prepared once and kept, so the hot path never re-parses or hashes SQL.
     private func statement(_ slot: inout Statement?, _ sql: String) throws -> Statement {
@@ -103,7 +107,7 @@ final class InsertOnlyTable: ReplicatedTable {
         guard row.causalLength == 1 else {
             throw SyncError.invalidChangeset("row of insert-only table \(tableName) with causal length \(row.causalLength)")
         }
-        var values = [Value](repeating: .null, count: schema.columns.count)
+        var values = [Value](repeating: .null, count: columnCount)
         for cell in row.cells {
             values[columnMap[cell.column]] = cell.value
         }
@@ -121,7 +125,6 @@ final class InsertOnlyTable: ReplicatedTable {
         try statement.bind(Int64(bitPattern: sequence), at: 1)
         try statement.bind(Int64(limit), at: 2)
         defer { statement.reset() }
-        let columnCount = schema.columns.count
         while try statement.step() {
             let rowSequence = UInt64(bitPattern: statement.int64(at: 0))
             scan.count += 1

@@ -8,6 +8,8 @@ import SQLite
 /// A deleted row keeps its metadata row as a tombstone with an even causal length.
 final class LWWTable: ReplicatedTable {
     let schema: TableSchema
+    let name: TableName
+    let columnCount: Int
     private let database: Database
     private let metaName: String
     private var updateStatements: [[Int]: Statement] = [:]
@@ -33,6 +35,8 @@ final class LWWTable: ReplicatedTable {
 
     init(schema: TableSchema, database: Database) throws {
         self.schema = schema
+        self.name = schema.name
+        self.columnCount = schema.columns.count
         self.database = database
         let meta = quoted("sync_lww_\(schema.name.rawValue)")
         self.metaName = meta
@@ -78,8 +82,7 @@ final class LWWTable: ReplicatedTable {
             """)
     }
 
-    private var columnCount: Int { schema.columns.count }
-    private var tableName: String { schema.name.rawValue }
+    private var tableName: String { name.rawValue }
 
     /// The table's statements are prepared once and kept, so the hot path never re-parses or hashes SQL.
     private func statement(_ slot: inout Statement?, _ sql: String) throws -> Statement {

@@ -28,6 +28,9 @@ public enum RowOutcome: Sendable, Hashable {
 /// Each implementation owns the SQL of its user table and its `sync_` metadata table.
 protocol ReplicatedTable: AnyObject {
     var schema: TableSchema { get }
+    /// Kept apart from `schema` so hot paths read two words, not a copy of the schema.
+    var name: TableName { get }
+    var columnCount: Int { get }
 
     func insertLocal(primaryKey: String, values: [Value], in context: WriteContext) throws
     func updateLocal(primaryKey: String, columns: [Int], values: [Value], in context: WriteContext) throws

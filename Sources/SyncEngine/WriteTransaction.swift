@@ -3,6 +3,8 @@ public final class WriteTransaction {
     private let core: ReplicaCore
     private let context: WriteContext
     var isOpen = true
+    /// Batches write one table many times in a row: skip the dictionary for a repeat.
+    private var lastTable: (any ReplicatedTable)?
 
     init(core: ReplicaCore, context: WriteContext) {
         self.core = core
@@ -11,14 +13,17 @@ public final class WriteTransaction {
 
     private func table(_ name: TableName) throws -> any ReplicatedTable {
         precondition(isOpen, "a WriteTransaction was used after its write block returned")
-        return try core.table(name)
+        if let lastTable, lastTable.name == name { return lastTable }
+        let table = try core.table(name)
+        lastTable = table
+        return table
     }
 
     /// Inserts a row with `values` in the table's column order (primary key excluded).
     public func insert(into tableName: TableName, primaryKey: String, values: [Value]) throws {
         let table = try table(tableName)
-        guard values.count == table.schema.columns.count else {
-            throw SyncError.schemaMismatch(table: tableName.rawValue, reason: "insert has \(values.count) values for \(table.schema.columns.count) columns")
+        guard values.count == table.columnCount else {
+            throw SyncError.schemaMismatch(table: tableName.rawValue, reason: "insert has \(values.count) values for \(table.columnCount) columns")
         }
         try table.insertLocal(primaryKey: primaryKey, values: values, in: context)
     }
