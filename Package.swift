@@ -30,6 +30,13 @@ let package = Package(
             dependencies: ["SyncEngine"],
             path: "Tools/storesync-crash-writer"
         ),
+        // libFuzzer target for the Wire decoder; a corpus replay tool in a normal build.
+        .executableTarget(
+            name: "storesync-wire-fuzz",
+            dependencies: ["Wire"],
+            path: "Tools/storesync-wire-fuzz",
+            exclude: ["corpus"]
+        ),
 
         .testTarget(name: "SQLiteTests", dependencies: ["SQLite"]),
         .testTarget(name: "SyncEngineTests", dependencies: ["SyncEngine", "SQLite", "storesync-crash-writer"]),
