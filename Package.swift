@@ -15,6 +15,7 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        .target(name: "Logging"),
         .target(name: "SQLite", dependencies: ["CSQLite"]),
         .target(name: "SyncEngine", dependencies: ["SQLite"]),
         .target(name: "Wire", dependencies: ["SyncEngine"]),
