@@ -106,7 +106,51 @@ public final class Replica: Sendable {
     /// source's cursor advances to `toSequence` in the same transaction.
     public func apply(_ changeset: Changeset, recordCursor: Bool = true) throws -> ApplyResult {
         try core.withLockedValue { core in
-            try core.apply(changeset, recordCursor: recordCursor, localID: id)
+            let plan = try core.plan(changeset)
+            return try core.transaction { context in
+                try core.merge(plan, recordCursor: recordCursor, localID: id, in: context)
+            }
+        }
+    }
+
+    /// Group commit: merges several changesets (say, from several sessions) in one transaction.
+    ///
+    /// A changeset that fails validation (unknown table or column, clock skew, malformed) gets
+    /// its own `.failure` and does not stop the others. After each changeset is merged,
+    /// `afterEach` runs inside the same transaction with what it changed and may write changes
+    /// of its own (central rules); they commit together. If `afterEach` or SQLite fails, the
+    /// whole transaction rolls back and this throws: nothing of the group is applied.
+    public func apply(
+        group changesets: [Changeset], recordCursor: Bool = true,
+        afterEach: ((Changeset, ApplyResult, WriteTransaction) throws -> Void)? = nil
+    ) throws -> [Result<ApplyResult, SyncError>] {
+        try core.withLockedValue { core in
+            var plans: [Result<MergePlan, SyncError>] = []
+            for changeset in changesets {
+                do throws(SyncError) {
+                    plans.append(.success(try core.plan(changeset)))
+                } catch {
+                    plans.append(.failure(error))
+                }
+            }
+            return try core.transaction { context in
+                var results: [Result<ApplyResult, SyncError>] = []
+                for plan in plans {
+                    switch plan {
+                    case .failure(let error):
+                        results.append(.failure(error))
+                    case .success(let plan):
+                        let result = try core.merge(plan, recordCursor: recordCursor, localID: id, in: context)
+                        if let afterEach {
+                            let transaction = WriteTransaction(core: core, context: context)
+                            defer { transaction.isOpen = false }
+                            try afterEach(plan.changeset, result, transaction)
+                        }
+                        results.append(.success(result))
+                    }
+                }
+                return results
+            }
         }
     }
 
@@ -234,58 +278,6 @@ final class ReplicaCore {
             context.resetSequence(to: sequence)
             context.sites.transactionRolledBack()
             throw error
-        }
-    }
-
-    func apply(_ changeset: Changeset, recordCursor: Bool, localID: ReplicaID) throws -> ApplyResult {
-        // Validate everything before touching the file, so a bad batch changes nothing.
-        var plan: [(table: any ReplicatedTable, changes: TableChanges, columnMap: [Int])] = []
-        var highest = HLCTimestamp.zero
-        for tableChanges in changeset.tables {
-            let table = try table(tableChanges.table)
-            var columnMap: [Int] = []
-            columnMap.reserveCapacity(tableChanges.columns.count)
-            for column in tableChanges.columns {
-                guard let index = table.schema.columnIndex(of: column) else {
-                    throw SyncError.unknownColumn(table: tableChanges.table.rawValue, column: column.rawValue)
-                }
-                columnMap.append(index)
-            }
-            for row in tableChanges.rows {
-                guard row.causalLength > 0 else {
-                    throw SyncError.invalidChangeset("row with causal length 0 in \(tableChanges.table)")
-                }
-                highest = max(highest, row.lifeVersion.hlc)
-                for cell in row.cells {
-                    guard cell.column >= 0, cell.column < columnMap.count else {
-                        throw SyncError.invalidChangeset("cell refers to column \(cell.column) of \(columnMap.count) in \(tableChanges.table)")
-                    }
-                    highest = max(highest, cell.version.hlc)
-                }
-            }
-            plan.append((table, tableChanges, columnMap))
-        }
-        try context.clock.check(highest)
-
-        return try transaction { context in
-            var result = ApplyResult()
-            for step in plan {
-                for row in step.changes.rows {
-                    let outcome = try step.table.merge(row, columnMap: step.columnMap, in: context)
-                    result.record(outcome, table: step.changes.table, primaryKey: row.primaryKey)
-                }
-            }
-            // Later local writes order after everything we just merged.
-            try context.clock.observe(highest)
-            if recordCursor && changeset.source != localID {
-                let cursor = try ReplicaStore.cursor(database, peer: changeset.source)
-                if changeset.fromSequence <= cursor.received {
-                    try ReplicaStore.advanceReceived(database, peer: changeset.source, to: changeset.toSequence,
-                                                     now: context.clock.wallMilliseconds())
-                    result.receivedCursor = max(cursor.received, changeset.toSequence)
-                }
-            }
-            return result
         }
     }
 
