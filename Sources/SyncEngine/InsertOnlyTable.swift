@@ -44,10 +44,14 @@ final class InsertOnlyTable: ReplicatedTable {
             FROM \(schema.quotedName) AS t LEFT JOIN \(log) AS l ON l.pk = t.\(schema.quotedKey)
             ORDER BY t.\(schema.quotedKey)
             """
+    }
+
+    /// Creates the user table, its indexes and its metadata table if missing (writer only).
+    func createStorage() throws {
         try database.execute(schema.createTableSQL)
         for sql in schema.createIndexesSQL { try database.execute(sql) }
         try database.execute("""
-            CREATE TABLE IF NOT EXISTS \(log) (
+            CREATE TABLE IF NOT EXISTS \(logName) (
                 seq INTEGER PRIMARY KEY,
                 pk TEXT NOT NULL,
                 hlc INTEGER NOT NULL,

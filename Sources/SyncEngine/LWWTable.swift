@@ -67,10 +67,14 @@ final class LWWTable: ReplicatedTable {
         dumpSQL = "SELECT \(([schema.quotedKey] + schema.quotedColumns).joined(separator: ", ")) FROM \(schema.quotedName) ORDER BY \(schema.quotedKey)"
         dumpMetaSQL = "SELECT pk, cl, cl_hlc, cl_site, clock FROM \(meta) ORDER BY pk"
 
+    }
+
+    /// Creates the user table, its indexes and its metadata table if missing (writer only).
+    func createStorage() throws {
         try database.execute(schema.createTableSQL)
         for sql in schema.createIndexesSQL { try database.execute(sql) }
         try database.execute("""
-            CREATE TABLE IF NOT EXISTS \(meta) (
+            CREATE TABLE IF NOT EXISTS \(metaName) (
                 pk TEXT PRIMARY KEY NOT NULL,
                 seq INTEGER NOT NULL,
                 cl INTEGER NOT NULL,
@@ -78,7 +82,7 @@ final class LWWTable: ReplicatedTable {
                 cl_site INTEGER NOT NULL,
                 clock BLOB NOT NULL
             ) WITHOUT ROWID;
-            CREATE INDEX IF NOT EXISTS \(quoted("sync_lww_\(schema.name.rawValue)_by_seq")) ON \(meta) (seq);
+            CREATE INDEX IF NOT EXISTS \(quoted("sync_lww_\(schema.name.rawValue)_by_seq")) ON \(metaName) (seq);
             """)
     }
 

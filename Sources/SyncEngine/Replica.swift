@@ -45,10 +45,9 @@ public final class Replica: Sendable {
                 var tables: [any ReplicatedTable] = []
                 for table in schema.sorted(by: { $0.name < $1.name }) {
                     try ReplicaStore.register(database, schema: table)
-                    switch table.kind {
-                    case .lastWriterWins: tables.append(try LWWTable(schema: table, database: database))
-                    case .insertOnly: tables.append(try InsertOnlyTable(schema: table, database: database))
-                    }
+                    let replicated = try makeTable(table, database: database)
+                    try replicated.createStorage()
+                    tables.append(replicated)
                 }
                 let sites = try SiteTable(database: database)
                 _ = try sites.number(for: id)
@@ -282,37 +281,7 @@ final class ReplicaCore {
     }
 
     func changes(since sequence: UInt64, limit: Int, excluding peer: ReplicaID?, localID: ReplicaID) throws -> Changeset {
-        try storage {
-            try database.transaction(.deferred) {
-                // A peer we never heard of wrote nothing we hold.
-                let excludedSite = peer.flatMap { context.sites.existingNumber(for: $0) }
-                var rows: [SequencedRow] = []
-                var tableOfRow: [Int] = []
-                var toSequence = context.sequence
-                for (index, table) in tables.enumerated() {
-                    let before = rows.count
-                    let scan = try table.changes(since: sequence, limit: limit, excludingSite: excludedSite, sites: context.sites, into: &rows)
-                    tableOfRow.append(contentsOf: repeatElement(index, count: rows.count - before))
-                    // A table that filled its limit may hold more after what it read: the batch stops there.
-                    if scan.count >= limit, let last = scan.lastSequence {
-                        toSequence = min(toSequence, last)
-                    }
-                }
-                var order = rows.indices.filter { rows[$0].sequence <= toSequence }
-                order.sort { rows[$0].sequence < rows[$1].sequence }
-                if order.count > limit {
-                    order.removeSubrange(limit...)
-                    toSequence = rows[order[limit - 1]].sequence
-                }
-                var grouped: [Int: [RowChange]] = [:]
-                for position in order {
-                    grouped[tableOfRow[position], default: []].append(rows[position].row)
-                }
-                let tableChanges = grouped.keys.sorted().map { index in
-                    TableChanges(table: tables[index].schema.name, columns: tables[index].schema.columns.map(\.name), rows: grouped[index] ?? [])
-                }
-                return Changeset(source: localID, fromSequence: sequence, toSequence: toSequence, tables: tableChanges)
-            }
-        }
+        try readChanges(database: database, tables: tables, sites: context.sites, since: sequence, limit: limit,
+                        excluding: peer, localID: localID, latestSequence: { context.sequence })
     }
 }

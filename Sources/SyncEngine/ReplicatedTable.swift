@@ -32,6 +32,8 @@ protocol ReplicatedTable: AnyObject {
     var name: TableName { get }
     var columnCount: Int { get }
 
+    func createStorage() throws
+
     func insertLocal(primaryKey: String, values: [Value], in context: WriteContext) throws
     func updateLocal(primaryKey: String, columns: [Int], values: [Value], in context: WriteContext) throws
     func deleteLocal(primaryKey: String, in context: WriteContext) throws
@@ -86,6 +88,14 @@ final class WriteContext {
     func stamp(after floor: UInt64 = 0) -> UInt64 {
         if floor > 0 { clock.raise(to: HLCTimestamp(rawValue: floor)) }
         return clock.now().rawValue
+    }
+}
+
+/// The engine's table object for a schema, bound to one connection.
+func makeTable(_ schema: TableSchema, database: Database) throws -> any ReplicatedTable {
+    switch schema.kind {
+    case .lastWriterWins: return try LWWTable(schema: schema, database: database)
+    case .insertOnly: return try InsertOnlyTable(schema: schema, database: database)
     }
 }
 

@@ -20,7 +20,12 @@ final class SiteTable {
 
     init(database: Database) throws {
         self.database = database
-        try database.cachedStatement("SELECT site, replica FROM sync_sites").forEachRow { row in
+        try reload()
+    }
+
+    /// Reads every site from disk (a reader catching up with sites the writer added).
+    func reload() throws {
+        try database.cachedStatement("SELECT site, replica FROM sync_sites WHERE site >= ?").forEachRow([.integer(Int64(ids.count))]) { row in
             let id = try ReplicaID(bytes: row.blob(1))
             let number = UInt32(truncatingIfNeeded: row.int64(0))
             numbers[id] = number

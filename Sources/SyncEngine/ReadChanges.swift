@@ -1,0 +1,46 @@
+import SQLite
+
+/// Reads one batch of changes after `sequence` in one read transaction, from the writer's
+/// connection or a reader's.
+///
+/// Every table is scanned up to `limit` rows; a table that filled its limit may hold more, so
+/// the batch ends before the first sequence it did not read. `latestSequence` gives the
+/// highest sequence visible in the transaction's snapshot: the batch covers everything up to
+/// it when no table was cut short.
+func readChanges(
+    database: Database, tables: [any ReplicatedTable], sites: SiteTable,
+    since sequence: UInt64, limit: Int, excluding peer: ReplicaID?, localID: ReplicaID,
+    latestSequence: () throws -> UInt64
+) throws -> Changeset {
+    try storage {
+        try database.transaction(.deferred) {
+            // A peer we never heard of wrote nothing we hold.
+            let excludedSite = peer.flatMap { sites.existingNumber(for: $0) }
+            var rows: [SequencedRow] = []
+            var tableOfRow: [Int] = []
+            var toSequence = max(sequence, try latestSequence())
+            for (index, table) in tables.enumerated() {
+                let before = rows.count
+                let scan = try table.changes(since: sequence, limit: limit, excludingSite: excludedSite, sites: sites, into: &rows)
+                tableOfRow.append(contentsOf: repeatElement(index, count: rows.count - before))
+                if scan.count >= limit, let last = scan.lastSequence {
+                    toSequence = min(toSequence, last)
+                }
+            }
+            var order = rows.indices.filter { rows[$0].sequence <= toSequence }
+            order.sort { rows[$0].sequence < rows[$1].sequence }
+            if order.count > limit {
+                order.removeSubrange(limit...)
+                toSequence = rows[order[limit - 1]].sequence
+            }
+            var grouped: [Int: [RowChange]] = [:]
+            for position in order {
+                grouped[tableOfRow[position], default: []].append(rows[position].row)
+            }
+            let tableChanges = grouped.keys.sorted().map { index in
+                TableChanges(table: tables[index].name, columns: tables[index].schema.columns.map(\.name), rows: grouped[index] ?? [])
+            }
+            return Changeset(source: localID, fromSequence: sequence, toSequence: toSequence, tables: tableChanges)
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+public import SQLite
+
+/// A read-only connection to a replica file, for serving pulls and queries while the writer
+/// merges: in WAL mode readers never block the writer and never see a half-written transaction.
+public final class ReplicaReader: Sendable {
+    public let replicaID: ReplicaID
+    private let core: Locked<ReaderCore>
+
+    init(path: String, replicaID: ReplicaID, schema: [TableSchema]) throws {
+        var options = Database.Options()
+        options.readOnly = true
+        options.cacheSizeKiB = 2 * 1024
+        let database = try Database(path: path, options: options)
+        let tables = try storage { try schema.sorted { $0.name < $1.name }.map { try makeTable($0, database: database) } }
+        let sites = try storage { try SiteTable(database: database) }
+        self.replicaID = replicaID
+        self.core = Locked(ReaderCore(database: database, tables: tables, sites: sites))
+    }
+
+    /// Same contract as `Replica.changes(since:limit:excluding:)`, from this reader's snapshot.
+    public func changes(since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil) throws -> Changeset {
+        try core.withLockedValue { core in
+            // Sites the writer registered since we loaded ours.
+            try storage { try core.sites.reload() }
+            return try readChanges(database: core.database, tables: core.tables, sites: core.sites, since: sequence,
+                                   limit: max(1, limit), excluding: peer, localID: replicaID) {
+                try core.tables.reduce(UInt64(0)) { try max($0, $1.sequenceAndClockHighWater().sequence) }
+            }
+        }
+    }
+
+    /// Runs queries on the reader's connection.
+    public func read<T: Sendable>(_ body: (Database) throws -> T) throws -> T {
+        try core.withLockedValue { core in try body(core.database) }
+    }
+}
+
+final class ReaderCore {
+    let database: Database
+    let tables: [any ReplicatedTable]
+    let sites: SiteTable
+
+    init(database: Database, tables: [any ReplicatedTable], sites: SiteTable) {
+        self.database = database
+        self.tables = tables
+        self.sites = sites
+    }
+}
+
+extension Replica {
+    /// Opens a reader on the same file. Not available for in-memory replicas (they have one connection).
+    public func makeReader() throws -> ReplicaReader {
+        guard path != ":memory:" && !path.isEmpty else {
+            throw SyncError.notAReplica(path: "\(path) (an in-memory replica has no separate readers)")
+        }
+        return try ReplicaReader(path: path, replicaID: id, schema: tables)
+    }
+}
