@@ -123,7 +123,7 @@ final class InsertOnlyTable: ReplicatedTable {
         return .inserted
     }
 
-    func changes(since sequence: UInt64, limit: Int, excludingSite excludedSite: UInt32?, sites: SiteTable, into rows: inout [SequencedRow]) throws -> ChangeScan {
+    func changes(since sequence: UInt64, limit: Int, filter: SiteFilter, sites: SiteTable, into rows: inout [SequencedRow]) throws -> ChangeScan {
         var scan = ChangeScan()
         let statement = try statement(&changesStatement, changesSQL)
         try statement.bind(Int64(bitPattern: sequence), at: 1)
@@ -134,7 +134,7 @@ final class InsertOnlyTable: ReplicatedTable {
             scan.count += 1
             scan.lastSequence = rowSequence
             let site = UInt32(truncatingIfNeeded: statement.int64(at: 3))
-            if let excludedSite, site == excludedSite { continue }
+            if !filter.admits(site) { continue }
             let version = try sites.version(hlc: UInt64(bitPattern: statement.int64(at: 2)), site: site)
             var cells: [Cell] = []
             cells.reserveCapacity(columnCount)

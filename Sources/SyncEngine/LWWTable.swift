@@ -346,7 +346,7 @@ final class LWWTable: ReplicatedTable {
 
     // MARK: Reading changes
 
-    func changes(since sequence: UInt64, limit: Int, excludingSite excludedSite: UInt32?, sites: SiteTable, into rows: inout [SequencedRow]) throws -> ChangeScan {
+    func changes(since sequence: UInt64, limit: Int, filter: SiteFilter, sites: SiteTable, into rows: inout [SequencedRow]) throws -> ChangeScan {
         var scan = ChangeScan()
         let statement = try statement(&changesStatement, changesSQL)
         try statement.bind(Int64(bitPattern: sequence), at: 1)
@@ -367,14 +367,14 @@ final class LWWTable: ReplicatedTable {
             if causalLength % 2 == 1 {
                 cells.reserveCapacity(columnCount)
                 for column in 0..<columnCount where clock.sequence(column) > sequence && clock.site(column) != 0 {
-                    if let excludedSite, clock.site(column) == excludedSite { continue }
+                    if !filter.admits(clock.site(column)) { continue }
                     cells.append(Cell(
                         column: column,
                         value: statement.value(at: Int32(6 + column)),
                         version: try sites.version(hlc: clock.hlc(column), site: clock.site(column))))
                 }
             }
-            if cells.isEmpty, let excludedSite, lifeSite == excludedSite {
+            if cells.isEmpty && !filter.admits(lifeSite) {
                 continue
             }
             rows.append(SequencedRow(sequence: rowSequence, row: RowChange(

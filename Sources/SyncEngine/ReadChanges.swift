@@ -9,19 +9,24 @@ import SQLite
 /// it when no table was cut short.
 func readChanges(
     database: Database, tables: [any ReplicatedTable], sites: SiteTable,
-    since sequence: UInt64, limit: Int, excluding peer: ReplicaID?, localID: ReplicaID,
+    since sequence: UInt64, limit: Int, excluding peer: ReplicaID?, onlyLocalWrites: Bool, localID: ReplicaID,
     latestSequence: () throws -> UInt64
 ) throws -> Changeset {
     try storage {
         try database.transaction(.deferred) {
             // A peer we never heard of wrote nothing we hold.
-            let excludedSite = peer.flatMap { sites.existingNumber(for: $0) }
+            var filter = SiteFilter.all
+            filter.excluded = peer.flatMap { sites.existingNumber(for: $0) }
+            if onlyLocalWrites {
+                // With no number yet, this replica never wrote: only an impossible site matches.
+                filter.only = sites.existingNumber(for: localID) ?? UInt32.max
+            }
             var rows: [SequencedRow] = []
             var tableOfRow: [Int] = []
             var toSequence = max(sequence, try latestSequence())
             for (index, table) in tables.enumerated() {
                 let before = rows.count
-                let scan = try table.changes(since: sequence, limit: limit, excludingSite: excludedSite, sites: sites, into: &rows)
+                let scan = try table.changes(since: sequence, limit: limit, filter: filter, sites: sites, into: &rows)
                 tableOfRow.append(contentsOf: repeatElement(index, count: rows.count - before))
                 if scan.count >= limit, let last = scan.lastSequence {
                     toSequence = min(toSequence, last)

@@ -158,9 +158,15 @@ public final class Replica: Sendable {
     /// Every row changed after `sequence`, each with the cells changed after it (current value,
     /// version, origin), in sequence order, at most `limit` rows. `toSequence` of the result is
     /// where to continue. Cells that `excluding` wrote are left out: that peer has them already.
-    public func changes(since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil) throws -> Changeset {
+    /// With `onlyLocalWrites`, only this replica's own writes are included: what a leaf replica
+    /// (a terminal) pushes to its hub, which sent it everything else.
+    public func changes(
+        since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil, onlyLocalWrites: Bool = false
+    ) throws -> Changeset {
         try core.withLockedValue { core in
-            try core.changes(since: sequence, limit: max(1, limit), excluding: peer, localID: id)
+            try readChanges(database: core.database, tables: core.tables, sites: core.context.sites, since: sequence,
+                            limit: max(1, limit), excluding: peer, onlyLocalWrites: onlyLocalWrites, localID: id,
+                            latestSequence: { core.context.sequence })
         }
     }
 
@@ -278,10 +284,5 @@ final class ReplicaCore {
             context.sites.transactionRolledBack()
             throw error
         }
-    }
-
-    func changes(since sequence: UInt64, limit: Int, excluding peer: ReplicaID?, localID: ReplicaID) throws -> Changeset {
-        try readChanges(database: database, tables: tables, sites: context.sites, since: sequence, limit: limit,
-                        excluding: peer, localID: localID, latestSequence: { context.sequence })
     }
 }

@@ -6,6 +6,23 @@ struct SequencedRow {
     var row: RowChange
 }
 
+/// Which writers' cells a batch of changes carries, by local site number.
+struct SiteFilter {
+    /// Leave out what this site wrote: the peer the batch is for has it already.
+    var excluded: UInt32?
+    /// Keep only what this site wrote (a leaf replica pushing to the hub that sent it everything else).
+    var only: UInt32?
+
+    static let all = SiteFilter()
+
+    @inline(__always)
+    func admits(_ site: UInt32) -> Bool {
+        if let excluded, site == excluded { return false }
+        if let only, site != only { return false }
+        return true
+    }
+}
+
 /// How far one table's change scan read: rows read (before filtering) and the last sequence read.
 struct ChangeScan {
     var count = 0
@@ -42,8 +59,8 @@ protocol ReplicatedTable: AnyObject {
     func merge(_ row: RowChange, columnMap: [Int], in context: WriteContext) throws -> RowOutcome
 
     /// Appends rows changed after `sequence`, in sequence order, reading at most `limit` rows.
-    /// Cells whose version comes from `excludedSite` are left out (the peer has them already).
-    func changes(since sequence: UInt64, limit: Int, excludingSite excludedSite: UInt32?, sites: SiteTable, into rows: inout [SequencedRow]) throws -> ChangeScan
+    /// Only cells (and lives) whose writer `filter` admits are included.
+    func changes(since sequence: UInt64, limit: Int, filter: SiteFilter, sites: SiteTable, into rows: inout [SequencedRow]) throws -> ChangeScan
 
     /// Highest local sequence and highest HLC recorded in the table's metadata.
     func sequenceAndClockHighWater() throws -> (sequence: UInt64, hlc: UInt64)

@@ -162,6 +162,21 @@ final class ReplicaSemanticsTests: XCTestCase {
         XCTAssertEqual(try hub.changes(since: 0).rowCount, 1)
     }
 
+    func testALeafPushesOnlyItsOwnWrites() throws {
+        let hub = try openMemoryReplica(), t1 = try openMemoryReplica(), t2 = try openMemoryReplica()
+        try insertLead(t1, "L1")
+        _ = try hub.apply(try t1.changes(since: 0, onlyLocalWrites: true))
+        _ = try t2.apply(try hub.changes(since: 0, excluding: t2.id))
+        XCTAssertTrue(try t2.changes(since: 0, onlyLocalWrites: true).isEmpty, "nothing of t2's own yet")
+        try t2.write { try $0.update(self.leads, primaryKey: "L1", set: [self.column("stage"): .text("demo")]) }
+        try t2.write { try $0.delete(from: self.leads, primaryKey: "L1") }
+        let push = try t2.changes(since: 0, onlyLocalWrites: true)
+        XCTAssertEqual(push.rowCount, 1)
+        XCTAssertEqual(push.tables.first?.rows.first?.causalLength, 2, "its own delete is pushed")
+        _ = try hub.apply(push)
+        XCTAssertNil(try lead(hub, "L1"))
+    }
+
     func testABadBatchChangesNothing() throws {
         let a = try openMemoryReplica(), b = try openMemoryReplica()
         try insertLead(a, "L1")
