@@ -1,5 +1,12 @@
 import SQLite
 
+/// One batch of changes and whether more follow it.
+public struct ChangeBatch: Sendable, Hashable {
+    public var changeset: Changeset
+    /// True when the batch was cut short: changes after `changeset.toSequence` exist now.
+    public var more: Bool
+}
+
 /// Reads one batch of changes after `sequence` in one read transaction, from the writer's
 /// connection or a reader's.
 ///
@@ -11,7 +18,7 @@ func readChanges(
     database: Database, tables: [any ReplicatedTable], sites: SiteTable,
     since sequence: UInt64, limit: Int, excluding peer: ReplicaID?, onlyLocalWrites: Bool, localID: ReplicaID,
     latestSequence: () throws -> UInt64
-) throws -> Changeset {
+) throws -> ChangeBatch {
     try storage {
         try database.transaction(.deferred) {
             // A peer we never heard of wrote nothing we hold.
@@ -23,7 +30,8 @@ func readChanges(
             }
             var rows: [SequencedRow] = []
             var tableOfRow: [Int] = []
-            var toSequence = max(sequence, try latestSequence())
+            let latest = max(sequence, try latestSequence())
+            var toSequence = latest
             for (index, table) in tables.enumerated() {
                 let before = rows.count
                 let scan = try table.changes(since: sequence, limit: limit, filter: filter, sites: sites, into: &rows)
@@ -45,7 +53,9 @@ func readChanges(
             let tableChanges = grouped.keys.sorted().map { index in
                 TableChanges(table: tables[index].name, columns: tables[index].schema.columns.map(\.name), rows: grouped[index] ?? [])
             }
-            return Changeset(source: localID, fromSequence: sequence, toSequence: toSequence, tables: tableChanges)
+            return ChangeBatch(
+                changeset: Changeset(source: localID, fromSequence: sequence, toSequence: toSequence, tables: tableChanges),
+                more: toSequence < latest)
         }
     }
 }

@@ -163,6 +163,13 @@ public final class Replica: Sendable {
     public func changes(
         since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil, onlyLocalWrites: Bool = false
     ) throws -> Changeset {
+        try nextBatch(since: sequence, limit: limit, excluding: peer, onlyLocalWrites: onlyLocalWrites).changeset
+    }
+
+    /// Like `changes(since:limit:excluding:onlyLocalWrites:)`, and says whether more changes follow the batch.
+    public func nextBatch(
+        since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil, onlyLocalWrites: Bool = false
+    ) throws -> ChangeBatch {
         try core.withLockedValue { core in
             try readChanges(database: core.database, tables: core.tables, sites: core.context.sites, since: sequence,
                             limit: max(1, limit), excluding: peer, onlyLocalWrites: onlyLocalWrites, localID: id,
