@@ -42,6 +42,33 @@ extension ByteWriter {
     }
 }
 
+extension RawWriter {
+    @inline(__always)
+    mutating func valuePayload(_ value: Value) {
+        switch value {
+        case .null: break
+        case .integer(let integer): svarint(integer)
+        case .real(let real): fixed64(real.bitPattern)
+        case .text(let text): string(text)
+        case .blob(let blob): self.blob(blob)
+        }
+    }
+}
+
+extension Value {
+    /// Most bytes the payload takes: a length varint (≤ 10) plus the bytes, or a 10-byte varint.
+    @inline(__always)
+    var maxPayloadBytes: Int {
+        switch self {
+        case .null: return 0
+        case .integer: return 10
+        case .real: return 8
+        case .text(let text): return 10 + text.utf8.count
+        case .blob(let blob): return 10 + blob.count
+        }
+    }
+}
+
 extension ByteReader {
     @inline(__always)
     mutating func valuePayload(tag: UInt8) throws(WireError) -> Value {
@@ -58,47 +85,106 @@ extension ByteReader {
 
 /// Encoder state: the replica table built so far and the previous version.
 private struct VersionWriter {
-    var indices: [ReplicaID: Int] = [:]
-    var tableCount = 0
-    // One-entry cache in front of the dictionary: consecutive versions mostly share an origin.
+    var table = ReplicaIndex()
+    // One-entry cache in front of the table: consecutive versions often share an origin.
     var cachedID = ReplicaID.none
     var cachedIndex = -1
     var previous = Version.zero
 
+    /// Most bytes one version takes: ms delta (10), index word (10), counter (3), new id (16).
+    static let maxBytes = 39
+
     @inline(__always)
-    mutating func write(_ version: Version, to writer: inout ByteWriter) {
-        writer.svarint(Int64(bitPattern: version.hlc.rawValue &- previous.hlc.rawValue))
-        if version.origin == cachedID && cachedIndex >= 0 {
-            writer.uvarint(cachedIndex)
-        } else if let index = indices[version.origin] {
-            writer.uvarint(index)
-            cachedID = version.origin
-            cachedIndex = index
-        } else {
-            // First use: the next index, followed by the 16 bytes of the id.
-            let index = tableCount
-            tableCount += 1
-            indices[version.origin] = index
-            writer.uvarint(index)
-            writer.replicaID(version.origin)
+    mutating func write(_ version: Version, to writer: inout RawWriter) {
+        let milliseconds = version.hlc.rawValue >> 16
+        let counter = version.hlc.rawValue & 0xffff
+        // Both below 2^48: the difference cannot overflow.
+        writer.svarint(Int64(milliseconds) - Int64(previous.hlc.rawValue >> 16))
+        var index = cachedIndex
+        var isNew = false
+        if version.origin != cachedID || cachedIndex < 0 {
+            (index, isNew) = table.indexInserting(version.origin)
             cachedID = version.origin
             cachedIndex = index
         }
+        writer.uvarint(UInt64(index) << 1 | (counter != 0 ? 1 : 0))
+        if counter != 0 { writer.uvarint(counter) }
+        if isNew { writer.replicaID(version.origin) }
         previous = version
+    }
+}
+
+/// Replica id → index in order of first use, by open addressing on the id's own bits.
+///
+/// Ids are random 128-bit values, so their bits need no further hashing; `Dictionary` would
+/// run SipHash over 16 bytes for every cell whose origin differs from its neighbour's. Encoder
+/// only: its input is the engine's own changeset, never a peer's choice of ids.
+struct ReplicaIndex {
+    private(set) var ids: [ReplicaID] = []
+    /// Slot → index + 1 (0 = empty). Capacity a power of two, at most half full.
+    private var slots = [Int32](repeating: 0, count: 64)
+
+    var count: Int { ids.count }
+
+    @inline(__always)
+    private func slot(_ id: ReplicaID, mask: Int) -> Int {
+        Int(truncatingIfNeeded: ((id.high ^ id.low) &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask
+    }
+
+    /// The id's index, adding it at the end if it is new.
+    @inline(__always)
+    mutating func indexInserting(_ id: ReplicaID) -> (index: Int, isNew: Bool) {
+        let mask = slots.count - 1
+        var position = slot(id, mask: mask)
+        while true {
+            let entry = Int(slots[position])
+            if entry == 0 { break }
+            if ids[entry - 1] == id { return (entry - 1, false) }
+            position = (position + 1) & mask
+        }
+        let index = ids.count
+        ids.append(id)
+        slots[position] = Int32(truncatingIfNeeded: index + 1)
+        if ids.count * 2 > slots.count { grow() }
+        return (index, true)
+    }
+
+    private mutating func grow() {
+        slots = [Int32](repeating: 0, count: slots.count * 2)
+        let mask = slots.count - 1
+        for (index, id) in ids.enumerated() {
+            var position = slot(id, mask: mask)
+            while slots[position] != 0 { position = (position + 1) & mask }
+            slots[position] = Int32(truncatingIfNeeded: index + 1)
+        }
     }
 }
 
 /// Decoder state mirroring `VersionWriter`.
 private struct VersionReader {
     var replicas: [ReplicaID] = []
+    // A seeded `Set`, not `ReplicaIndex`: a peer choosing ids could make an unseeded table's
+    // probes quadratic. New ids are rare, so the hashing cost does not matter here.
     var seen: Set<ReplicaID> = []
     var previous = Version.zero
 
     @inline(__always)
     mutating func read(from reader: inout ByteReader) throws(WireError) -> Version {
         let delta = try reader.svarint()
-        let hlc = HLCTimestamp(rawValue: previous.hlc.rawValue &+ UInt64(bitPattern: delta))
-        let index = try reader.uvarint()
+        let previousMilliseconds = Int64(previous.hlc.rawValue >> 16)
+        // |delta| may be anything a varint holds; only results inside 48 bits are valid.
+        let (milliseconds, overflow) = previousMilliseconds.addingReportingOverflow(delta)
+        guard !overflow, milliseconds >= 0, milliseconds <= Int64(HLCTimestamp.millisecondMask) else {
+            throw WireError.badFrame("version milliseconds outside 48 bits")
+        }
+        let word = try reader.uvarint()
+        var counter: UInt64 = 0
+        if word & 1 != 0 {
+            counter = try reader.uvarint()
+            // Canonical form: the flag is set exactly when the counter is not zero.
+            guard counter != 0, counter <= 0xffff else { throw WireError.badFrame("version counter out of range") }
+        }
+        let index = word >> 1
         let origin: ReplicaID
         if index < UInt64(replicas.count) {
             origin = replicas[Int(index)]
@@ -111,45 +197,60 @@ private struct VersionReader {
         } else {
             throw WireError.badFrame("replica index beyond the table")
         }
-        let version = Version(hlc: hlc, origin: origin)
+        let version = Version(hlc: HLCTimestamp(rawValue: UInt64(milliseconds) << 16 | counter), origin: origin)
         previous = version
         return version
     }
 }
 
 extension ByteWriter {
+    /// Writes through `RawWriter` in row-sized steps: each step first computes an upper bound of
+    /// its bytes from the values it will write (see `withReserved`).
     mutating func changeset(_ changeset: Changeset) throws(WireError) {
-        replicaID(changeset.source)
-        uvarint(changeset.fromSequence)
-        uvarint(changeset.toSequence)
-        uvarint(changeset.tables.count)
+        try withReserved(16 + 3 * 10) { writer in
+            writer.replicaID(changeset.source)
+            writer.uvarint(changeset.fromSequence)
+            writer.uvarint(changeset.toSequence)
+            writer.uvarint(UInt64(changeset.tables.count))
+        }
         var versions = VersionWriter()
         for table in changeset.tables {
-            string(table.table.rawValue)
-            uvarint(table.columns.count)
-            for column in table.columns { string(column.rawValue) }
+            var headerBound = 30 + table.table.rawValue.utf8.count
+            for column in table.columns { headerBound += 10 + column.rawValue.utf8.count }
+            try withReserved(headerBound) { writer in
+                writer.string(table.table.rawValue)
+                writer.uvarint(UInt64(table.columns.count))
+                for column in table.columns { writer.string(column.rawValue) }
+                writer.uvarint(UInt64(table.rows.count))
+            }
             let columnCount = table.columns.count
-            uvarint(table.rows.count)
             for row in table.rows {
-                string(row.primaryKey)
-                uvarint(row.causalLength)
-                versions.write(row.lifeVersion, to: &self)
-                uvarint(row.cells.count)
-                for cell in row.cells {
-                    guard cell.column >= 0 && cell.column < columnCount else {
-                        throw WireError.badFrame("cell column index outside the table's columns")
+                // pk (10 + bytes), causal length (10), life version, cell count (10);
+                // per cell: header (10), version, value.
+                var bound = 30 + row.primaryKey.utf8.count + VersionWriter.maxBytes
+                for cell in row.cells { bound += 10 + VersionWriter.maxBytes + cell.value.maxPayloadBytes }
+                try withReserved(bound) { (writer: inout RawWriter) throws(WireError) in
+                    writer.string(row.primaryKey)
+                    writer.uvarint(row.causalLength)
+                    versions.write(row.lifeVersion, to: &writer)
+                    writer.uvarint(UInt64(row.cells.count))
+                    for cell in row.cells {
+                        guard cell.column >= 0 && cell.column < columnCount else {
+                            throw WireError.badFrame("cell column index outside the table's columns")
+                        }
+                        let header = UInt64(cell.column) << 4 | UInt64(cell.value.wireTag)
+                        if cell.version == versions.previous {
+                            writer.uvarint(header | sameVersionFlag)
+                        } else {
+                            writer.uvarint(header)
+                            versions.write(cell.version, to: &writer)
+                        }
+                        writer.valuePayload(cell.value)
                     }
-                    let header = UInt64(cell.column) << 4 | UInt64(cell.value.wireTag)
-                    if cell.version == versions.previous {
-                        uvarint(header | sameVersionFlag)
-                    } else {
-                        uvarint(header)
-                        versions.write(cell.version, to: &self)
-                    }
-                    valuePayload(cell.value)
                 }
             }
         }
+        finishReserved()
     }
 }
 

@@ -6,7 +6,7 @@ final class CodecTests: XCTestCase {
     func testCRC32CheckValue() {
         XCTAssertEqual(CRC32.checksum(Array("123456789".utf8)), 0xCBF4_3926)
         XCTAssertEqual(CRC32.checksum([]), 0)
-        // The slicing-by-8 path against the bytewise definition, across lengths and alignments.
+        // The sliced path against the bytewise definition, across lengths and alignments.
         var generator = SeededGenerator(seed: 7)
         for length in 0..<80 {
             let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
@@ -16,6 +16,24 @@ final class CodecTests: XCTestCase {
                 for _ in 0..<8 { crc = (crc & 1) != 0 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
             }
             XCTAssertEqual(CRC32.checksum(bytes), ~crc, "length \(length)")
+        }
+    }
+
+    func testUTF8ValidationAgreesWithTheStandardLibrary() {
+        var generator = SeededGenerator(seed: 0x07F8)
+        // Bytes biased towards the interesting ranges: ASCII, continuations, every lead byte.
+        let pool: [UInt8] = [0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF,
+                             0xE0, 0xE1, 0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF]
+        for round in 0..<20_000 {
+            let length = Int(generator.next() % 12)
+            let bytes: [UInt8] = (0..<length).map { _ in
+                generator.next() % 3 == 0 ? UInt8(truncatingIfNeeded: generator.next()) : pool[Int(generator.next() % UInt64(pool.count))]
+            }
+            let ours = bytes.withUnsafeBufferPointer { UTF8Validation.isValid($0) }
+            XCTAssertEqual(ours, String(validating: bytes, as: UTF8.self) != nil, "round \(round): \(bytes)")
+        }
+        for text in ["", "plain ascii longer than eight bytes", "café ☕️ 北京 𝄞", "\u{10FFFF}", "\u{D7FF}\u{E000}"] {
+            XCTAssertTrue(Array(text.utf8).withUnsafeBufferPointer { UTF8Validation.isValid($0) }, text)
         }
     }
 

@@ -128,7 +128,7 @@ enum VectorCatalog {
         let bytes = Bytes()
         bytes.replica(replicaA).uvarint(0).uvarint(1).uvarint(1)
         bytes.string(table).uvarint(1).string("v").uvarint(1)
-        bytes.string("k").uvarint(1).svarint(5).uvarint(0).replica(replicaA) // life version: hlc 5, new replica A at index 0
+        bytes.string("k").uvarint(1).svarint(5).uvarint(0).replica(replicaA) // life version: 5 ms, counter 0, new replica A at index 0
         bytes.uvarint(cellCount)
         cells(bytes)
         return bytes
@@ -175,9 +175,15 @@ enum VectorCatalog {
             ("unknown_value_tag", "A cell with value tag 5.", frame(.push, pushPayload { $0.uvarint(0 << 4 | 1 << 3 | 5) }), .badFrame),
             ("cell_column_out_of_range", "A cell naming column 1 of a one-column table.", frame(.push, pushPayload { $0.uvarint(1 << 4 | 1 << 3 | 0) }), .badFrame),
             ("replica_index_beyond_table", "A cell version naming replica index 2 when the table has 1 entry.",
-             frame(.push, pushPayload { $0.uvarint(0).svarint(1).uvarint(2) }), .badFrame),
+             frame(.push, pushPayload { $0.uvarint(0).svarint(1).uvarint(2 << 1) }), .badFrame),
             ("replica_defined_twice", "A cell version that adds replica A to the table a second time.",
-             frame(.push, pushPayload { $0.uvarint(0).svarint(1).uvarint(1).replica(replicaA) }), .badFrame),
+             frame(.push, pushPayload { $0.uvarint(0).svarint(1).uvarint(1 << 1).replica(replicaA) }), .badFrame),
+            ("version_counter_zero_flagged", "A version whose has-counter bit is set with a counter of 0.",
+             frame(.push, pushPayload { $0.uvarint(0).svarint(1).uvarint(0 << 1 | 1).uvarint(0) }), .badFrame),
+            ("version_counter_too_large", "A version counter of 65536 (counters are 16 bits).",
+             frame(.push, pushPayload { $0.uvarint(0).svarint(1).uvarint(0 << 1 | 1).uvarint(65_536) }), .badFrame),
+            ("version_milliseconds_negative", "A version whose milliseconds fall below 0 (previous 5, delta -6).",
+             frame(.push, pushPayload { $0.uvarint(0).svarint(-6).uvarint(0) }), .badFrame),
             ("explicit_version_equal_previous", "A cell that spells out its row's version instead of setting the same-version flag.",
              frame(.push, pushPayload { $0.uvarint(0).svarint(0).uvarint(0) }), .badFrame),
             ("bool_not_0_or_1", "PULL whose live flag is 2.", frame(.pull, Bytes().uvarint(0).uvarint(0).byte(2)), .badFrame),

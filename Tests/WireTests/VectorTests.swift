@@ -135,21 +135,21 @@ final class VectorTests: XCTestCase {
         hello.uvarint(1).uvarint(1).replica(replicaA).byte(0).string("store:S001").fixed64(hlc(0, 7).rawValue).utf8(Array("tok".utf8))
         XCTAssertEqual(try FrameEncoder().encode(VectorCatalog.valid[0].2), VectorCatalog.frame(.hello, hello))
 
-        func delta(_ to: HLCTimestamp, _ from: HLCTimestamp) -> Int64 { Int64(bitPattern: to.rawValue &- from.rawValue) }
+        // Versions: svarint(ms - previous ms), uvarint(replica index << 1 | has counter), [counter], [new replica id].
         let push = Bytes()
         push.replica(replicaA).uvarint(0).uvarint(3).uvarint(2)
         push.string("leads").uvarint(3).string("name").string("score").string("stage").uvarint(2)
-        push.string("L1").uvarint(1).svarint(delta(hlc(0), .zero)).uvarint(0).replica(replicaA).uvarint(3)
+        push.string("L1").uvarint(1).svarint(Int64(baseMilliseconds)).uvarint(0 << 1 | 0).replica(replicaA).uvarint(3)
         push.uvarint(0 << 4 | 8 | 3).string("Ana")
         push.uvarint(1 << 4 | 8 | 1).svarint(87)
-        push.uvarint(2 << 4 | 3).svarint(delta(hlc(5, 1), hlc(0))).uvarint(1).replica(replicaB).string("demo")
-        push.string("L2").uvarint(2).svarint(delta(hlc(10), hlc(5, 1))).uvarint(1).uvarint(0)
+        push.uvarint(2 << 4 | 3).svarint(5).uvarint(1 << 1 | 1).uvarint(1).replica(replicaB).string("demo")
+        push.string("L2").uvarint(2).svarint(5).uvarint(1 << 1 | 0).uvarint(0)
         push.string("visits").uvarint(4).string("duration").string("photo").string("rating").string("note").uvarint(1)
-        push.string("V1").uvarint(1).svarint(delta(hlc(2), hlc(10))).uvarint(0).uvarint(4)
+        push.string("V1").uvarint(1).svarint(-8).uvarint(0 << 1 | 0).uvarint(4)
         push.uvarint(0 << 4 | 8 | 1).svarint(-42)
         push.uvarint(1 << 4 | 8 | 4).utf8([0x00, 0xff])
         push.uvarint(2 << 4 | 8 | 2).fixed64((4.5 as Double).bitPattern)
-        push.uvarint(3 << 4 | 0).svarint(delta(hlc(1), hlc(2))).uvarint(0)
+        push.uvarint(3 << 4 | 0).svarint(-1).uvarint(0 << 1 | 0)
         XCTAssertEqual(try FrameEncoder().encode(.push(VectorCatalog.smallChangeset)), VectorCatalog.frame(.push, push))
 
         // PING 300, spelled out byte by byte as in PROTOCOL.md §6.
