@@ -10,6 +10,7 @@ let usage = """
                 options: --rows N (rows per insert scenario, default 100000)
                          --rounds N (best of N, default 3)
                          --synchronous normal|full (both sides; default normal)
+      wire      codec throughput and per-frame / per-cell overhead of a 10,000-cell batch
 
     --json      one JSON object per line per scenario instead of a table
     """
@@ -81,6 +82,9 @@ func runBenchmarks() {
             let synchronous = options.string("synchronous", default: "normal", allowed: ["normal", "full"])
             options.rejectUnknown()
             try LocalBenchmark(rows: rows, rounds: rounds, durable: synchronous == "full", reporter: Reporter(json: options.json)).run()
+        case "wire":
+            options.rejectUnknown()
+            try WireBenchmark.run(json: options.json)
         case "help":
             print(usage)
         default:
