@@ -16,8 +16,9 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"])]
         ),
         .target(name: "Logging"),
+        .target(name: "LockBox"),
         .target(name: "SQLite", dependencies: ["CSQLite"]),
-        .target(name: "SyncEngine", dependencies: ["SQLite"]),
+        .target(name: "SyncEngine", dependencies: ["SQLite", "LockBox"]),
         .target(name: "Wire", dependencies: ["SyncEngine"]),
 
         .executableTarget(

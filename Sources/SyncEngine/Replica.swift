@@ -1,4 +1,5 @@
 import Foundation
+import LockBox
 public import SQLite
 
 /// Settings of a replica that are not stored in its file.
@@ -21,7 +22,7 @@ public final class Replica: Sendable {
     public let path: String
     public let clock: HybridLogicalClock
     public let tables: [TableSchema]
-    private let core: Locked<ReplicaCore>
+    private let core: LockBox<ReplicaCore>
 
     /// Opens the replica at `path`, creating it (and its random identity) if the file is new.
     /// Every table in `schema` is created if missing and must match what the file recorded.
@@ -73,7 +74,7 @@ public final class Replica: Sendable {
             offsetMilliseconds: offset)
         let localSite = try storage { try sites.number(for: id) }
         let context = WriteContext(database: database, sites: sites, clock: clock, localSite: localSite, sequence: sequence)
-        self.core = Locked(ReplicaCore(database: database, context: context, tables: tables))
+        self.core = LockBox(ReplicaCore(database: database, context: context, tables: tables))
     }
 
     /// The highest local sequence number: every change this replica holds is at or below it.

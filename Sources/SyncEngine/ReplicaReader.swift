@@ -1,11 +1,12 @@
 import Foundation
+import LockBox
 public import SQLite
 
 /// A read-only connection to a replica file, for serving pulls and queries while the writer
 /// merges: in WAL mode readers never block the writer and never see a half-written transaction.
 public final class ReplicaReader: Sendable {
     public let replicaID: ReplicaID
-    private let core: Locked<ReaderCore>
+    private let core: LockBox<ReaderCore>
 
     init(path: String, replicaID: ReplicaID, schema: [TableSchema]) throws {
         var options = Database.Options()
@@ -15,7 +16,7 @@ public final class ReplicaReader: Sendable {
         let tables = try storage { try schema.sorted { $0.name < $1.name }.map { try makeTable($0, database: database) } }
         let sites = try storage { try SiteTable(database: database) }
         self.replicaID = replicaID
-        self.core = Locked(ReaderCore(database: database, tables: tables, sites: sites))
+        self.core = LockBox(ReaderCore(database: database, tables: tables, sites: sites))
     }
 
     /// Same contract as `Replica.changes(since:limit:excluding:)`, from this reader's snapshot.
