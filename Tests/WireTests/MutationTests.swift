@@ -1,3 +1,4 @@
+import Foundation
 import SyncEngine
 import Wire
 import XCTest
@@ -78,6 +79,23 @@ final class MutationTests: XCTestCase {
             var bytes: [UInt8] = [0x53, 0x59, 0x01].filter { _ in generator.next() % 4 != 0 }
             bytes += (0..<(generator.next() % 100)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
             check(bytes, "seed \(seed)")
+        }
+    }
+
+    /// The fuzzer's committed corpus is a regression suite: every input keeps the properties,
+    /// whole and in random chunks.
+    func testCommittedFuzzCorpus() throws {
+        let directory = repositoryRoot.appendingPathComponent("Tools/storesync-wire-fuzz/corpus")
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+        XCTAssertGreaterThan(names.count, 50, "the corpus is missing")
+        var generator = SeededGenerator(seed: 0xF022)
+        for name in names {
+            let bytes = [UInt8](try Data(contentsOf: directory.appendingPathComponent(name)))
+            check(bytes, name)
+            let whole = decodeStream(bytes, chunkSizes: [])
+            let chunked = decodeStream(bytes, chunkSizes: randomChunks(bytes.count, using: &generator))
+            XCTAssertEqual(try whole.messages.map { try FrameEncoder().encode($0) }, try chunked.messages.map { try FrameEncoder().encode($0) }, name)
+            XCTAssertEqual(whole.error?.code, chunked.error?.code, name)
         }
     }
 }
