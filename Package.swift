@@ -20,6 +20,7 @@ let package = Package(
         .target(name: "SQLite", dependencies: ["CSQLite"]),
         .target(name: "SyncEngine", dependencies: ["SQLite", "LockBox"]),
         .target(name: "Wire", dependencies: ["SyncEngine"]),
+        .target(name: "Net", dependencies: ["Wire", "Logging"]),
 
         .executableTarget(
             name: "storesync-bench",
@@ -43,6 +44,7 @@ let package = Package(
         .testTarget(name: "SQLiteTests", dependencies: ["SQLite"]),
         .testTarget(name: "SyncEngineTests", dependencies: ["SyncEngine", "SQLite", "storesync-crash-writer"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "SyncEngine"]),
+        .testTarget(name: "NetTests", dependencies: ["Net", "Wire", "SyncEngine", "Logging"]),
     ]
 )
 
