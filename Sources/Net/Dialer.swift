@@ -28,9 +28,9 @@ public enum Dialer {
     private static func connectOne(_ candidate: ResolvedAddress, deadline: UInt64, address: SocketAddress) throws(NetError) -> Int32 {
         let fd = try Socket.makeStream(family: candidate.family)
         do throws(NetError) {
-            // EINPROGRESS: the handshake continues in the kernel; wait for writability. (A
-            // non-blocking connect is not interrupted, but EINTR would mean the same.)
-            let started = try nonBlockingCall("connect", alsoWouldBlock: EINPROGRESS) {
+            // EINPROGRESS: the handshake continues in the kernel; wait for writability. After
+            // an EINTR the helper calls again, which answers EALREADY: the same situation.
+            let started = try nonBlockingCall("connect", alsoWouldBlock: [EINPROGRESS, EALREADY]) {
                 candidate.withSockAddr { Glibc.connect(fd, $0, $1) }
             }
             if case .wouldBlock = started {

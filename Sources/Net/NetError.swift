@@ -39,14 +39,14 @@ enum IOResult<Value> {
 /// Not for `close`, which must never be retried (see `closeDescriptor`).
 @inline(__always)
 func nonBlockingCall<T: FixedWidthInteger>(
-    _ call: String, alsoWouldBlock: Int32 = EAGAIN, _ body: () -> T
+    _ call: String, alsoWouldBlock: [Int32] = [], _ body: () -> T
 ) throws(NetError) -> IOResult<T> {
     while true {
         let result = body()
         if result != -1 { return .done(result) }
         let code = Glibc.errno
         if code == EINTR { continue }
-        if code == EAGAIN || code == EWOULDBLOCK || code == alsoWouldBlock { return .wouldBlock }
+        if code == EAGAIN || code == EWOULDBLOCK || alsoWouldBlock.contains(code) { return .wouldBlock }
         throw NetError(call: call, errno: code)
     }
 }

@@ -22,15 +22,17 @@ final class DialerTests: XCTestCase {
         } catch {
             throw XCTSkip("no IPv6 loopback here: \(error)")
         }
+        let serverClosed = DispatchSemaphore(value: 0)
         listener.start { connection in
-            connection.start(onMessage: { connection.send($0) }, onClose: { _ in })
+            connection.start(onMessage: { connection.send($0) }, onClose: { _ in serverClosed.signal() })
         }
-        defer { listener.close() }
+        defer { closeAndWait(listener) }
         let client = try BlockingFramedClient(connectingTo: listener.boundAddress, timeout: .seconds(5), logger: testLogger)
         try client.send(.ping(nonce: 6))
         XCTAssertEqual(try client.receive(timeout: .seconds(5)), .ping(nonce: 6))
         XCTAssertTrue(client.connection.remoteAddress.hasPrefix("[::1]:"))
-        client.close()
+        XCTAssertEqual(client.close(), .local)
+        XCTAssertEqual(serverClosed.wait(timeout: deadline(.seconds(10))), .success)
     }
 
     func testConnectToAClosedPortIsRefused() throws {
@@ -48,7 +50,7 @@ final class DialerTests: XCTestCase {
     /// full, Linux drops further SYNs, so a connect gets no answer and must time out.
     func testConnectTimesOutWhenTheBacklogIsFull() throws {
         let listener = try Listener(address: loopback, backlog: 0, limits: ConnectionLimits(), logger: testLogger)
-        defer { listener.close() }
+        defer { closeAndWait(listener) }
         var fillers: [FramedConnection] = []
         var full = false
         while !full && fillers.count < 16 {

@@ -169,6 +169,7 @@ final class FramedConnectionTests: XCTestCase {
         try client.send(.ping(nonce: 99))
         XCTAssertEqual(try client.receive(timeout: .seconds(2)), .ping(nonce: 99))
         XCTAssertEqual(client.close(), .local)
+        XCTAssertEqual(server.waitForCloses(2), [.slowConsumer, .peerClosed])
         withExtendedLifetime(stalled) {}
     }
 

@@ -86,19 +86,17 @@ final class TestServer: Sendable {
         return self.record.accepted.withLock { $0.last }
     }
 
-    /// Waits until `count` server connections have closed; returns their reasons in order.
+    /// Waits until `count` server connections in all have closed; returns their reasons in order.
     func waitForCloses(_ count: Int, timeout: Duration = .seconds(10)) -> [CloseReason] {
         let end = deadline(timeout)
-        for _ in 0..<count {
+        while self.record.closes.withLock({ $0.count }) < count {
             guard self.closeSignal.wait(timeout: end) == .success else { break }
         }
         return self.record.closes.withLock { $0 }
     }
 
     func close() {
-        let done = DispatchSemaphore(value: 0)
-        self.listener.close { done.signal() }
-        _ = done.wait(timeout: deadline(.seconds(10)))
+        closeAndWait(self.listener)
     }
 }
 
@@ -187,6 +185,14 @@ final class RawSocket {
         }
         return messages
     }
+}
+
+/// Closes a listener and waits until its descriptor is closed, so later tests that count
+/// descriptors see no late close.
+func closeAndWait(_ listener: Listener) {
+    let done = DispatchSemaphore(value: 0)
+    listener.close { done.signal() }
+    _ = done.wait(timeout: deadline(.seconds(10)))
 }
 
 func decodeAll(_ bytes: [UInt8]) throws -> [Message] {
