@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "SyncEngine", targets: ["SyncEngine"]),
         .library(name: "Wire", targets: ["Wire"]),
+        .executable(name: "storesync", targets: ["storesync"]),
         .executable(name: "storesync-bench", targets: ["storesync-bench"]),
     ],
     targets: [
@@ -21,6 +22,15 @@ let package = Package(
         .target(name: "SyncEngine", dependencies: ["SQLite", "LockBox"]),
         .target(name: "Wire", dependencies: ["SyncEngine"]),
         .target(name: "Net", dependencies: ["Wire", "Logging"]),
+        .target(name: "Retail", dependencies: ["SyncEngine"]),
+        .target(name: "Hub", dependencies: ["SyncEngine", "Wire", "Net", "Logging", "LockBox"]),
+        .target(name: "Terminal", dependencies: ["SyncEngine", "SQLite", "Wire", "Net", "Logging", "LockBox"]),
+
+        .executableTarget(
+            name: "storesync",
+            dependencies: ["SyncEngine", "Retail", "Hub", "Terminal", "Net", "Wire", "Logging", "LockBox"],
+            path: "Tools/storesync"
+        ),
 
         .executableTarget(
             name: "storesync-bench",
@@ -44,6 +54,7 @@ let package = Package(
         .testTarget(name: "SQLiteTests", dependencies: ["SQLite"]),
         .testTarget(name: "SyncEngineTests", dependencies: ["SyncEngine", "SQLite", "storesync-crash-writer"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "SyncEngine"]),
+        .testTarget(name: "HubTests", dependencies: ["Hub", "Terminal", "Net", "Wire", "SyncEngine", "SQLite", "Logging"]),
         .testTarget(name: "NetTests", dependencies: ["Net", "Wire", "SyncEngine", "Logging"]),
     ]
 )

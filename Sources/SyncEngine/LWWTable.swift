@@ -180,7 +180,7 @@ final class LWWTable: ReplicatedTable {
         }
         let hlc = context.stamp()
         let sequence = context.nextSequence()
-        let clock = CellClock(count: columnCount, hlc: hlc, site: context.localSite, sequence: sequence)
+        let clock = CellClock(count: columnCount, hlc: hlc, site: context.localSite)
         let statement = try statement(&insertMetaLocalStatement, insertMetaLocalSQL)
         try statement.bind(primaryKey, at: 1)
         try statement.bind(Int64(bitPattern: sequence), at: 2)
@@ -204,7 +204,7 @@ final class LWWTable: ReplicatedTable {
         let hlc = context.stamp(after: max(floor, meta.lifeHLC))
         let sequence = context.nextSequence()
         for column in columns {
-            meta.clock.set(column, hlc: hlc, site: context.localSite, sequence: sequence)
+            meta.clock.set(column, hlc: hlc, site: context.localSite)
         }
         try updateColumns(primaryKey: primaryKey, columns: columns, values: values)
         try writeMeta(primaryKey, sequence: sequence, meta)
@@ -232,7 +232,7 @@ final class LWWTable: ReplicatedTable {
     }
 
     /// Registers and values of a life built from the row's cells alone.
-    private func freshLife(_ row: RowChange, columnMap: [Int], sequence: UInt64, sites: SiteTable) throws -> (values: [Value], clock: CellClock) {
+    private func freshLife(_ row: RowChange, columnMap: [Int], sites: SiteTable) throws -> (values: [Value], clock: CellClock) {
         var values = [Value](repeating: .null, count: columnCount)
         var hlcs = [UInt64](repeating: 0, count: columnCount)
         var siteNumbers = [UInt32](repeating: 0, count: columnCount)
@@ -244,7 +244,7 @@ final class LWWTable: ReplicatedTable {
                 siteNumbers[column] = try sites.number(for: cell.version.origin)
             }
         }
-        return (values, CellClock(hlcs: hlcs, sites: siteNumbers, sequence: sequence))
+        return (values, CellClock(hlcs: hlcs, sites: siteNumbers))
     }
 
     func merge(_ row: RowChange, columnMap: [Int], in context: WriteContext) throws -> RowOutcome {
@@ -256,7 +256,7 @@ final class LWWTable: ReplicatedTable {
             // Most merged rows are new here: claim the metadata row first, and only read it
             // when it already exists. Saves a lookup per new row.
             let sequence = context.sequence + 1
-            let life = try freshLife(row, columnMap: columnMap, sequence: sequence, sites: context.sites)
+            let life = try freshLife(row, columnMap: columnMap, sites: context.sites)
             let claim = try statement(&claimMetaStatement, claimMetaSQL)
             try claim.bind(primaryKey, at: 1)
             try claim.bind(Int64(bitPattern: sequence), at: 2)
@@ -292,7 +292,7 @@ final class LWWTable: ReplicatedTable {
                 try writeMeta(primaryKey, sequence: sequence, meta)
                 return .tombstoned
             }
-            let life = try freshLife(row, columnMap: columnMap, sequence: sequence, sites: context.sites)
+            let life = try freshLife(row, columnMap: columnMap, sites: context.sites)
             meta.clock = life.clock
             try writeFullRow(try statement(&upsertRowStatement, upsertRowSQL), primaryKey: primaryKey, values: life.values)
             try writeMeta(primaryKey, sequence: sequence, meta)
@@ -310,37 +310,29 @@ final class LWWTable: ReplicatedTable {
         }
         var changedColumns: [Int] = []
         var changedValues: [Value] = []
-        var winners: [(column: Int, hlc: UInt64, site: UInt32)] = []
         if meta.isAlive {
             for cell in row.cells {
                 let column = columnMap[cell.column]
                 guard try wins(cell.version, over: meta.clock.hlc(column), site: meta.clock.site(column), sites: context.sites) else {
                     continue
                 }
-                let site = try context.sites.number(for: cell.version.origin)
-                meta.clock.set(column, hlc: cell.version.hlc.rawValue, site: site, sequence: 0)
+                meta.clock.set(column, hlc: cell.version.hlc.rawValue, site: try context.sites.number(for: cell.version.origin))
                 if let position = changedColumns.firstIndex(of: column) {
                     // The same column twice in one row: the later, higher version replaces the earlier.
                     changedValues[position] = cell.value
-                    winners[position] = (column, cell.version.hlc.rawValue, site)
                 } else {
                     changedColumns.append(column)
                     changedValues.append(cell.value)
-                    winners.append((column, cell.version.hlc.rawValue, site))
                 }
             }
         }
         guard lifeChanged || !changedColumns.isEmpty else { return .unchanged }
-        let sequence = context.nextSequence()
-        for winner in winners {
-            meta.clock.set(winner.column, hlc: winner.hlc, site: winner.site, sequence: sequence)
-        }
         if !changedColumns.isEmpty {
             // Keep the UPDATE statement cache small: always update columns in ascending order.
             let order = changedColumns.indices.sorted { changedColumns[$0] < changedColumns[$1] }
             try updateColumns(primaryKey: primaryKey, columns: order.map { changedColumns[$0] }, values: order.map { changedValues[$0] })
         }
-        try writeMeta(primaryKey, sequence: sequence, meta)
+        try writeMeta(primaryKey, sequence: context.nextSequence(), meta)
         return changedColumns.isEmpty ? .unchanged : .updated(columns: changedColumns.sorted())
     }
 
@@ -366,7 +358,10 @@ final class LWWTable: ReplicatedTable {
             var cells: [Cell] = []
             if causalLength % 2 == 1 {
                 cells.reserveCapacity(columnCount)
-                for column in 0..<columnCount where clock.sequence(column) > sequence && clock.site(column) != 0 {
+                // Every written cell of the row, not only those changed after `sequence`: a cell
+                // changed inside an earlier page's range, on a row that changed again after that
+                // page was cut, would otherwise never be sent (the page's cursor passed it).
+                for column in 0..<columnCount where clock.site(column) != 0 {
                     if !filter.admits(clock.site(column)) { continue }
                     cells.append(Cell(
                         column: column,
@@ -439,7 +434,7 @@ final class LWWTable: ReplicatedTable {
             let sequence = context.nextSequence()
             if meta.lifeHLC > ceiling && meta.lifeSite == localSite { meta.lifeHLC = hlc }
             for column in 0..<columnCount where meta.clock.hlc(column) > ceiling && meta.clock.site(column) == localSite {
-                meta.clock.set(column, hlc: hlc, site: localSite, sequence: sequence)
+                meta.clock.set(column, hlc: hlc, site: localSite)
             }
             try writeMeta(key, sequence: sequence, meta)
         }

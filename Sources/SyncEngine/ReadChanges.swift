@@ -23,10 +23,10 @@ func readChanges(
         try database.transaction(.deferred) {
             // A peer we never heard of wrote nothing we hold.
             var filter = SiteFilter.all
-            filter.excluded = peer.flatMap { sites.existingNumber(for: $0) }
+            filter.excluded = try peer.flatMap { try sites.currentNumber(for: $0) }
             if onlyLocalWrites {
                 // With no number yet, this replica never wrote: only an impossible site matches.
-                filter.only = sites.existingNumber(for: localID) ?? UInt32.max
+                filter.only = try sites.currentNumber(for: localID) ?? UInt32.max
             }
             var rows: [SequencedRow] = []
             var tableOfRow: [Int] = []

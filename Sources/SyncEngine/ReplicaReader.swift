@@ -31,8 +31,6 @@ public final class ReplicaReader: Sendable {
         since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil, onlyLocalWrites: Bool = false
     ) throws -> ChangeBatch {
         try core.withLockedValue { core in
-            // Sites the writer registered since we loaded ours.
-            try storage { try core.sites.reload() }
             return try readChanges(database: core.database, tables: core.tables, sites: core.sites, since: sequence,
                                    limit: max(1, limit), excluding: peer, onlyLocalWrites: onlyLocalWrites, localID: replicaID) {
                 try core.tables.reduce(UInt64(0)) { try max($0, $1.sequenceAndClockHighWater().sequence) }

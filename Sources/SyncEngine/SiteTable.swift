@@ -53,7 +53,18 @@ final class SiteTable {
     /// The number of a replica we already know, without registering it.
     func existingNumber(for id: ReplicaID) -> UInt32? { numbers[id] }
 
+    /// Like `existingNumber`, reading sites added by another connection on a miss.
+    func currentNumber(for id: ReplicaID) throws -> UInt32? {
+        if let number = numbers[id] { return number }
+        try reload()
+        return numbers[id]
+    }
+
     func id(for number: UInt32) throws(SyncError) -> ReplicaID {
+        if let id = ids[number] { return id }
+        // A reader meets sites the writer registered after the reader loaded its map: the row
+        // and its site were committed together, so the same snapshot holds the site.
+        try storage { try reload() }
         guard let id = ids[number] else {
             throw SyncError.schemaMismatch(table: "sync_sites", reason: "unknown site number \(number)")
         }

@@ -161,3 +161,78 @@ func firstDifference(_ left: String, _ right: String) -> String {
     }
     return "no difference"
 }
+
+/// The hub-and-terminals shape of a real deployment, without sockets: terminals push only
+/// their own writes, the hub answers pulls without the puller's own writes, and batches are
+/// small. Every terminal must end identical to the hub.
+final class StarTopologyPropertyTests: XCTestCase {
+    private var seeds: [UInt64] {
+        let environment = ProcessInfo.processInfo.environment
+        if let one = environment["STORESYNC_SEED"].flatMap(UInt64.init) { return [one] }
+        let count = environment["STORESYNC_SEEDS"].flatMap(Int.init) ?? 200
+        return (0..<UInt64(count)).map { 0xBEEF &+ $0 &* 104_729 }
+    }
+
+    func testTerminalsConvergeThroughAHub() throws {
+        for seed in seeds {
+            do {
+                try run(seed: seed)
+            } catch {
+                XCTFail("seed \(seed) (replay with STORESYNC_SEED=\(seed)): \(error)")
+                return
+            }
+        }
+    }
+
+    /// One terminal's session with the hub, as `SyncSession` runs it.
+    private func sync(_ terminal: Replica, hub: Replica, limit: Int) throws {
+        var pushed = try hub.cursor(for: terminal.id).received
+        var scan = pushed
+        while true {
+            let batch = try terminal.nextBatch(since: scan, limit: limit, onlyLocalWrites: true)
+            if batch.changeset.toSequence == scan { break }
+            scan = batch.changeset.toSequence
+            if batch.changeset.isEmpty { continue }
+            var changeset = batch.changeset
+            changeset.fromSequence = pushed
+            let result = try hub.apply(changeset)
+            XCTAssertEqual(result.receivedCursor, changeset.toSequence)
+            pushed = changeset.toSequence
+        }
+        while true {
+            let cursor = try terminal.cursor(for: hub.id).received
+            let batch = try hub.nextBatch(since: cursor, limit: limit, excluding: terminal.id)
+            _ = try terminal.apply(batch.changeset)
+            if !batch.more { break }
+        }
+    }
+
+    private func run(seed: UInt64) throws {
+        var history = History(random: SplitMix64(seed: seed))
+        let hubClock = ManualClock()
+        let hub = try openMemoryReplica(clock: hubClock)
+        let clocks = (0..<Int.random(in: 2...4, using: &history.random)).map { _ in ManualClock() }
+        let terminals = try clocks.map { try openMemoryReplica(clock: $0) }
+        for _ in 0..<Int.random(in: 20...70, using: &history.random) {
+            let index = Int.random(in: 0..<terminals.count, using: &history.random)
+            clocks[index].advance(by: UInt64.random(in: 0...3, using: &history.random))
+            hubClock.advance(by: 1)
+            if Int.random(in: 0..<3, using: &history.random) == 0 {
+                try sync(terminals[index], hub: hub, limit: Int.random(in: 1...6, using: &history.random))
+            } else {
+                try history.randomLocalWrite(on: terminals[index])
+            }
+        }
+        for _ in 0..<2 {
+            for terminal in terminals { try sync(terminal, hub: hub, limit: 5) }
+        }
+        let reference = try hub.canonicalDump(includeVersions: true)
+        for (index, terminal) in terminals.enumerated() {
+            let dump = try terminal.canonicalDump(includeVersions: true)
+            if dump != reference {
+                XCTFail("terminal \(index) differs from the hub (replay with STORESYNC_SEED=\(seed)): \(firstDifference(dump, reference))")
+                return
+            }
+        }
+    }
+}

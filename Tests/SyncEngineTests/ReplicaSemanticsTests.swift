@@ -109,20 +109,44 @@ final class ReplicaSemanticsTests: XCTestCase {
         XCTAssertEqual(try b.read { try $0.fetchScalar("SELECT count(*) FROM sync_log_visits") }, .integer(1))
     }
 
-    func testChangesSinceReturnsOnlyCellsChangedAfterTheCursor() throws {
+    func testChangesSinceReturnsRowsChangedAfterTheCursorWithEveryCell() throws {
         let a = try openMemoryReplica()
         try insertLead(a, "L1")
+        try insertLead(a, "L2")
         let mark = a.latestSequence
         try a.write { try $0.update(leads, primaryKey: "L1", set: [column("stage"): .text("demo")]) }
         let changeset = try a.changes(since: mark)
-        XCTAssertEqual(changeset.rowCount, 1)
+        XCTAssertEqual(changeset.rowCount, 1, "only the row changed after the cursor")
         let table = try XCTUnwrap(changeset.tables.first)
-        let cells = try XCTUnwrap(table.rows.first?.cells)
-        XCTAssertEqual(cells.map { table.columns[$0.column].rawValue }, ["stage"])
-        XCTAssertEqual(cells.first?.value, .text("demo"))
-        XCTAssertEqual(cells.first?.version.origin, a.id)
+        let row = try XCTUnwrap(table.rows.first)
+        XCTAssertEqual(row.primaryKey, "L1")
+        let cells = Dictionary(uniqueKeysWithValues: row.cells.map { (table.columns[$0.column].rawValue, $0) })
+        XCTAssertEqual(cells.count, TestSchema.leadColumns.count, "every cell, with its own version")
+        XCTAssertEqual(cells["stage"]?.value, .text("demo"))
+        XCTAssertEqual(cells["name"]?.value, .text("n"))
+        XCTAssertLessThan(try XCTUnwrap(cells["name"]?.version), try XCTUnwrap(cells["stage"]?.version))
+        XCTAssertEqual(cells["stage"]?.version.origin, a.id)
         XCTAssertEqual(changeset.toSequence, a.latestSequence)
         XCTAssertTrue(try a.changes(since: a.latestSequence).isEmpty)
+    }
+
+    /// A row whose cells changed on both sides of a page boundary, and changed again after the
+    /// page was cut, still arrives whole: paging never loses a cell.
+    func testPagingNeverLosesACellOfARowThatMovedPastThePage() throws {
+        let a = try openMemoryReplica(), b = try openMemoryReplica()
+        try insertLead(a, "L1")                                                       // seq 1
+        try insertLead(a, "L2")                                                       // seq 2
+        try a.write { try $0.update(leads, primaryKey: "L1", set: [column("name"): .text("page one")]) } // seq 3
+        try insertLead(a, "L3")                                                       // seq 4
+        try a.write { try $0.update(leads, primaryKey: "L1", set: [column("stage"): .text("later")]) }   // seq 5
+        var cursor: UInt64 = 0
+        repeat {
+            let batch = try a.nextBatch(since: cursor, limit: 1)
+            _ = try b.apply(batch.changeset)
+            cursor = batch.changeset.toSequence
+        } while cursor < a.latestSequence
+        XCTAssertEqual(try lead(b, "L1"), [.text("page one"), .text("p"), .text("later")])
+        XCTAssertEqual(try b.canonicalDump(includeVersions: true), try a.canonicalDump(includeVersions: true))
     }
 
     func testChangesAreBatchedAndResumable() throws {

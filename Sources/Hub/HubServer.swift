@@ -1,0 +1,132 @@
+import Dispatch
+import Foundation
+public import Logging
+public import Net
+public import SyncEngine
+import LockBox
+import Synchronization
+import Wire
+
+/// What every session of a hub shares.
+final class HubContext: Sendable {
+    struct ReaderSlot: Sendable {
+        let reader: ReplicaReader
+        let queue: DispatchQueue
+    }
+
+    let replica: Replica
+    let configuration: HubConfiguration
+    let logger: Logger
+    let mergeQueue: MergeQueue
+    private let readers: [ReaderSlot]
+
+    init(replica: Replica, configuration: HubConfiguration, readers: [ReaderSlot], mergeQueue: MergeQueue, logger: Logger) {
+        self.replica = replica
+        self.configuration = configuration
+        self.readers = readers
+        self.mergeQueue = mergeQueue
+        self.logger = logger
+    }
+
+    /// Sessions spread over the readers by id, so one slow pull delays few others.
+    func reader(for session: UInt64) -> ReaderSlot {
+        readers[Int(session % UInt64(readers.count))]
+    }
+}
+
+/// A regional hub (or HQ): accepts terminals over the framed protocol, merges their pushes with
+/// one writer in group commits, serves pulls from read-only connections, and notifies live
+/// sessions of new changes. It knows nothing of the domain; `CentralRules` plug in.
+public final class HubServer: Sendable {
+    private let context: HubContext
+    private let listener: Listener
+    private let sessions = LockBox<[UInt64: HubSession]>([:])
+    private let sweeper = LockBox<(any DispatchSourceTimer)?>(nil)
+    private let stopped = Mutex(false)
+    private let logger: Logger
+
+    /// Binds the listening socket; `start()` begins accepting.
+    public init(replica: Replica, configuration: HubConfiguration, rules: (any CentralRules)? = nil, logger: Logger) throws {
+        self.logger = logger
+        var readers: [HubContext.ReaderSlot] = []
+        for index in 0..<max(1, configuration.readerCount) {
+            readers.append(HubContext.ReaderSlot(
+                reader: try replica.makeReader(),
+                queue: DispatchQueue(label: "storesync.hub.reader.\(index)")))
+        }
+        let sessions = self.sessions
+        let mergeQueue = MergeQueue(replica: replica, rules: rules, logger: logger.child("merge")) { latest in
+            // Fan the news out to live sessions; each sends at most one NOTIFY until it pulls again.
+            let live = sessions.withLockedValue { Array($0.values) }
+            for session in live { session.liveUpdate(latest: latest) }
+        }
+        self.context = HubContext(replica: replica, configuration: configuration, readers: readers,
+                                  mergeQueue: mergeQueue, logger: logger.child("session"))
+        self.listener = try Listener(address: configuration.listenAddress, limits: configuration.connectionLimits,
+                                     logger: logger.child("net"))
+    }
+
+    /// The address actually bound (with the real port when the configuration asked for port 0).
+    public var boundAddress: SocketAddress { listener.boundAddress }
+
+    public var sessionCount: Int { sessions.withLockedValue { $0.count } }
+
+    public func start() {
+        let context = self.context
+        let sessions = self.sessions
+        let logger = self.logger
+        listener.start { connection in
+            let session = HubSession(connection: connection, hub: context)
+            let admitted = sessions.withLockedValue { table -> Bool in
+                guard table.count < context.configuration.maxConnections else { return false }
+                table[connection.id] = session
+                return true
+            }
+            guard admitted else {
+                logger.warning("connection cap reached; refusing a client", [("cap", "\(context.configuration.maxConnections)")])
+                connection.start(onMessage: { _ in }, onClose: { _ in })
+                session.fail(.serverBusy, "the hub is at its connection limit", retryAfter: 5_000)
+                return
+            }
+            connection.start(onMessage: { message in
+                session.handle(message)
+            }, onClose: { reason in
+                session.connectionClosed()
+                sessions.withLockedValue { _ = $0.removeValue(forKey: connection.id) }
+                logger.debug("connection closed", [("session", "\(connection.id)"), ("reason", "\(reason)")])
+            })
+        }
+        // Handshake timeouts: one timer for all sessions, not one per connection.
+        let timeout = context.configuration.handshakeTimeout
+        let sweeper = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "storesync.hub.sweeper"))
+        sweeper.schedule(deadline: .now() + .milliseconds(200), repeating: .milliseconds(200))
+        sweeper.setEventHandler {
+            let now = ContinuousClock.now
+            let late = sessions.withLockedValue { table in
+                table.values.filter { $0.phase == .awaitingHello && now - $0.openedAt > timeout }
+            }
+            for session in late {
+                logger.info("handshake timeout", [("session", "\(session.connection.id)")])
+                session.close()
+            }
+        }
+        self.sweeper.withLockedValue { $0 = sweeper }
+        sweeper.resume()
+        logger.notice("hub listening", [("address", "\(listener.boundAddress)"), ("replica", "\(context.replica.id)")])
+    }
+
+    /// Drains and stops: no new connections, every accepted push answered, sessions closed.
+    public func stop() {
+        let first = stopped.withLock { stopped -> Bool in
+            defer { stopped = true }
+            return !stopped
+        }
+        guard first else { return }
+        listener.close()
+        sweeper.withLockedValue { $0?.cancel() }
+        context.mergeQueue.stop()
+        let open = sessions.withLockedValue { Array($0.values) }
+        for session in open { session.close() }
+        logger.notice("hub stopped", [("sessions_closed", "\(open.count)")])
+    }
+}

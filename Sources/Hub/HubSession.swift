@@ -1,0 +1,217 @@
+import Dispatch
+import Logging
+import Net
+import SyncEngine
+import Synchronization
+import Wire
+
+/// One client's session on the hub: the protocol's server-side state machine (PROTOCOL.md §7.1).
+///
+/// Messages arrive on the connection's queue one at a time; push answers come back from the
+/// merge queue and pull answers from a reader queue, so the state sits behind a mutex. A
+/// session never blocks its connection's queue on the database.
+final class HubSession: Sendable {
+    enum Phase: Sendable, Equatable {
+        case awaitingHello
+        case ready(peer: ReplicaID, role: Role, scope: String)
+        case closed
+    }
+
+    private struct State {
+        var phase: Phase = .awaitingHello
+        var pullOutstanding = false
+        /// Live: notify when the hub's latest sequence passes `liveCursor`; once until the next pull.
+        var live = false
+        var liveCursor: UInt64 = 0
+        var notified = false
+        var pushesInFlight = 0
+    }
+
+    let connection: FramedConnection
+    let openedAt: ContinuousClock.Instant
+    private let hub: HubContext
+    private let state = Mutex(State())
+    private let logger: Logger
+
+    init(connection: FramedConnection, hub: HubContext) {
+        self.connection = connection
+        self.hub = hub
+        self.openedAt = .now
+        self.logger = hub.logger
+    }
+
+    var phase: Phase { state.withLock { $0.phase } }
+
+    func handle(_ message: Message) {
+        switch (phase, message) {
+        case (.closed, _):
+            return
+        case (.awaitingHello, .hello(let hello)):
+            handshake(hello)
+        case (.awaitingHello, _):
+            fail(.unexpectedMessage, "the first message of a session must be HELLO")
+        case (.ready(let peer, _, _), .push(let changeset)):
+            push(changeset, from: peer)
+        case (.ready(let peer, _, _), .pull(let pull)):
+            self.pull(pull, for: peer)
+        case (.ready, .ping(let nonce)):
+            connection.send(.pong(nonce: nonce))
+        case (.ready, .pong):
+            return
+        case (.ready, .viewRequest(let request)):
+            fail(.unknownView, "this hub serves no view named \(request.view)")
+        case (.ready, .error(let error)):
+            logger.info("client reported an error", [("session", "\(connection.id)"), ("code", "\(error.code.rawValue)")])
+            close()
+        case (.ready, _):
+            fail(.unexpectedMessage, "\(message.type) is not allowed from a client in this state")
+        }
+    }
+
+    // MARK: Handshake
+
+    private func handshake(_ hello: Hello) {
+        let common = Set(hello.protocolVersions).intersection(WireFormat.supportedProtocolVersions)
+        guard let version = common.max() else {
+            let ours = WireFormat.supportedProtocolVersions.map(String.init).joined(separator: ", ")
+            fail(.unsupportedVersion, "no protocol version in common; this hub speaks \(ours)")
+            return
+        }
+        let pushCursor: UInt64
+        do {
+            pushCursor = try hub.replica.cursor(for: hello.replica).received
+        } catch {
+            fail(.internal, "cannot read the session's cursor", retryAfter: 1_000)
+            return
+        }
+        state.withLock { $0.phase = .ready(peer: hello.replica, role: hello.role, scope: hello.scope) }
+        let skew = Int64(bitPattern: hello.clock.milliseconds) - Int64(bitPattern: hub.replica.clock.wallMilliseconds())
+        logger.info("session ready", [("session", "\(connection.id)"), ("peer", "\(hello.replica)"),
+                                      ("role", "\(hello.role)"), ("clock_skew_ms", "\(skew)")])
+        connection.send(.helloAck(HelloAck(
+            protocolVersion: version, replica: hub.replica.id, clock: hub.replica.clock.now(),
+            pushCursor: pushCursor, latestSequence: hub.replica.latestSequence,
+            limits: SessionLimits(
+                maxFrameBytes: UInt32(hub.configuration.maxFrameBytes),
+                maxBatchCells: hub.configuration.maxBatchCells,
+                idleTimeoutMilliseconds: UInt32(clamping: hub.configuration.idleTimeout.components.seconds * 1000)))))
+    }
+
+    // MARK: Push
+
+    private func push(_ changeset: Changeset, from peer: ReplicaID) {
+        guard changeset.source == peer else {
+            fail(.outOfScope, "a session pushes only its own replica's changes")
+            return
+        }
+        guard changeset.cellCount <= Int(hub.configuration.maxBatchCells) else {
+            fail(.tooLarge, "push of \(changeset.cellCount) cells is above the limit of \(hub.configuration.maxBatchCells)")
+            return
+        }
+        state.withLock { $0.pushesInFlight += 1 }
+        let accepted = hub.mergeQueue.submit(changeset) { [self] outcome in
+            state.withLock { $0.pushesInFlight -= 1 }
+            switch outcome {
+            case .success:
+                logger.debug("push applied", [("session", "\(connection.id)"), ("to", "\(changeset.toSequence)"),
+                                              ("rows", "\(changeset.rowCount)")])
+                connection.send(.pushAck(acknowledgedSequence: changeset.toSequence))
+            case .failure(let error):
+                if case .clockSkew = error {
+                    fail(.clockSkew, "\(error)", serverClock: hub.replica.clock.now())
+                } else if case .invalidChangeset(let reason) = error, reason.hasPrefix("push starts at") {
+                    fail(.badCursor, reason)
+                } else if error.wireCode == .internal {
+                    logger.error("merge failed", [("session", "\(connection.id)"), ("error", "\(error)")])
+                    fail(.internal, "the hub could not store the batch; retry later", retryAfter: 2_000)
+                } else {
+                    fail(error.wireCode, "\(error)")
+                }
+            }
+        }
+        if !accepted {
+            state.withLock { $0.pushesInFlight -= 1 }
+            fail(.serverBusy, "the hub is shutting down", retryAfter: 5_000)
+        }
+    }
+
+    // MARK: Pull
+
+    private func pull(_ request: Pull, for peer: ReplicaID) {
+        let alreadyPulling = state.withLock { state -> Bool in
+            if state.pullOutstanding { return true }
+            state.pullOutstanding = true
+            state.live = false
+            state.notified = false
+            return false
+        }
+        guard !alreadyPulling else {
+            fail(.unexpectedMessage, "only one PULL may be outstanding")
+            return
+        }
+        let reader = hub.reader(for: connection.id)
+        reader.queue.async { [self] in
+            let batch: ChangeBatch
+            do {
+                batch = try reader.reader.nextBatch(
+                    since: request.fromSequence, limit: hub.configuration.rows(forCells: request.maxCells), excluding: peer)
+            } catch {
+                logger.error("pull failed", [("session", "\(connection.id)"), ("error", "\(error)")])
+                fail(.internal, "the hub could not read its changes; retry later", retryAfter: 1_000)
+                return
+            }
+            logger.debug("pull answered", [("session", "\(connection.id)"), ("from", "\(request.fromSequence)"),
+                                           ("to", "\(batch.changeset.toSequence)"), ("rows", "\(batch.changeset.rowCount)"),
+                                           ("more", "\(batch.more)"), ("live", "\(request.live)")])
+            // The batch goes out before the session counts as live, so a NOTIFY can never
+            // overtake the PULL_BATCH it follows.
+            connection.send(.pullBatch(PullBatch(more: batch.more, changeset: batch.changeset)))
+            state.withLock { state in
+                state.pullOutstanding = false
+                if request.live && !batch.more {
+                    state.live = true
+                    state.liveCursor = batch.changeset.toSequence
+                }
+            }
+            // A commit may have landed between the read and registering as live.
+            if request.live && !batch.more { liveUpdate(latest: hub.replica.latestSequence) }
+        }
+    }
+
+    /// The hub committed up to `latest`: tell a live client once, until it pulls again.
+    func liveUpdate(latest: UInt64) {
+        let send = state.withLock { state -> Bool in
+            guard state.live, !state.notified, latest > state.liveCursor else { return false }
+            state.notified = true
+            return true
+        }
+        if send {
+            logger.debug("notify", [("session", "\(connection.id)"), ("latest", "\(latest)")])
+            connection.send(.notify(latestSequence: latest))
+        }
+    }
+
+    // MARK: Ending
+
+    /// Sends an ERROR (PROTOCOL.md §5.7) and closes: the sender always closes after an error.
+    func fail(_ code: ErrorCode, _ message: String, serverClock: HLCTimestamp? = nil, retryAfter: UInt32? = nil) {
+        let wasOpen = state.withLock { state -> Bool in
+            guard state.phase != .closed else { return false }
+            state.phase = .closed
+            return true
+        }
+        guard wasOpen else { return }
+        logger.info("closing session with an error", [("session", "\(connection.id)"), ("code", "\(code.rawValue)")])
+        connection.send(.error(ErrorMessage(code: code, message: message, serverClock: serverClock, retryAfterMilliseconds: retryAfter)))
+        connection.close(flushing: true)
+    }
+
+    func close() {
+        state.withLock { $0.phase = .closed }
+        connection.close(flushing: true)
+    }
+
+    func connectionClosed() {
+        state.withLock { $0.phase = .closed }
+    }
+}

@@ -1,0 +1,305 @@
+import Foundation
+import Logging
+import Net
+import SyncEngine
+import Wire
+
+/// One connection's worth of syncing with a hub (PROTOCOL.md §7): handshake, push everything
+/// the hub has not acknowledged, pull everything new, and, when live, keep doing both as local
+/// writes commit and the hub sends NOTIFY. Runs on the caller's thread; waits only on its inbox.
+final class SyncSession {
+    private let replica: Replica
+    private let options: SyncOptions
+    private let logger: Logger
+    private let inbox: EventInbox
+    private var connection: FramedConnection?
+
+    private var hub = ReplicaID.none
+    private var report = SyncReport()
+    private var maxCells: UInt32
+    private var idleTimeout: Duration = .seconds(120)
+    /// The end of our last PUSH (the hub's cursor once acknowledged).
+    private var pushSent: UInt64 = 0
+    /// How far our log has been read for pushing (past ranges with nothing of ours).
+    private var pushScan: UInt64 = 0
+    private var pushesInFlight: [UInt64] = []
+    private var pushDone = false
+    private var pullOutstanding = false
+    /// A NOTIFY came while a pull was on its way: pull again once it is answered.
+    private var notifiedDuringPull = false
+    private var caughtUp = false
+    private var lastSend = ContinuousClock.now
+    private var lastReceive = ContinuousClock.now
+    private var pingNonce: UInt64 = 0
+    /// Called once the handshake succeeded (the live agent resets its backoff there).
+    var onReady: ((ReplicaID) -> Void)?
+    /// Called whenever the session is caught up both ways (tests and the CLI watch this).
+    var onSynced: ((SyncReport) -> Void)?
+
+    init(replica: Replica, options: SyncOptions, inbox: EventInbox, logger: Logger) {
+        self.replica = replica
+        self.options = options
+        self.inbox = inbox
+        self.logger = logger
+        self.maxCells = options.maxBatchCells
+    }
+
+    private func failure(_ kind: SyncFailure.Kind, _ message: String, code: ErrorCode? = nil, retryAfter: UInt32? = nil) -> SyncFailure {
+        SyncFailure(kind: kind, code: code, message: message, retryAfterMilliseconds: retryAfter)
+    }
+
+    /// Runs the session to its end: caught up (one-shot), `.stop` (live), or a failure.
+    func run(live: Bool) throws(SyncFailure) -> SyncReport {
+        report.hub = options.hub.description
+        defer { connection?.close(flushing: true) }
+        try connect()
+        try handshake()
+        try fillPushWindow()
+        try startPull(live: live)
+        while true {
+            if !live && pushDone && pushesInFlight.isEmpty && caughtUp && !pullOutstanding {
+                return report
+            }
+            let event = inbox.next(before: nextDeadline(live: live))
+            guard let event else {
+                try onTimer(live: live)
+                continue
+            }
+            switch event {
+            case .stop:
+                return report
+            case .localWrite:
+                pushDone = false
+                try fillPushWindow()
+            case .closed(let id, let reason):
+                guard id == connection?.id else { continue }
+                throw failure(.disconnected, "the hub closed the connection (\(reason))")
+            case .message(let id, let message):
+                guard id == connection?.id else { continue }
+                lastReceive = .now
+                try handle(message, live: live)
+            }
+        }
+    }
+
+    // MARK: Steps
+
+    private func connect() throws(SyncFailure) {
+        var limits = ConnectionLimits()
+        limits.idleTimeout = nil
+        do {
+            let connection = try Dialer.connect(to: options.hub, timeout: options.connectTimeout, limits: limits, logger: logger)
+            let inbox = self.inbox
+            let id = connection.id
+            connection.start(onMessage: { inbox.post(.message(id, $0)) }, onClose: { inbox.post(.closed(id, $0)) })
+            self.connection = connection
+        } catch {
+            throw failure(.connect, "cannot connect to \(options.hub): \(error)")
+        }
+    }
+
+    private func send(_ message: Message) throws(SyncFailure) {
+        guard let connection, connection.send(message) else {
+            throw failure(.disconnected, "the connection to the hub is closed")
+        }
+        lastSend = .now
+    }
+
+    private func handshake() throws(SyncFailure) {
+        try send(.hello(Hello(
+            protocolVersions: WireFormat.supportedProtocolVersions.reversed(), replica: replica.id, role: options.role,
+            scope: options.scope, clock: replica.clock.now(), credentials: options.credentials)))
+        let deadline = Date().addingTimeInterval(seconds(options.replyTimeout))
+        var localWrites = false
+        defer { if localWrites { inbox.post(.localWrite) } }
+        while true {
+        guard let event = inbox.next(before: deadline) else { throw failure(.timeout, "no answer to HELLO from \(options.hub)") }
+        switch event {
+        case .message(let id, _) where id != connection?.id:
+            continue
+        case .closed(let id, _) where id != connection?.id:
+            continue
+        case .message(_, .helloAck(let ack)):
+            hub = ack.replica
+            report.hubReplica = ack.replica
+            maxCells = min(options.maxBatchCells, ack.limits.maxBatchCells)
+            idleTimeout = .milliseconds(Int(ack.limits.idleTimeoutMilliseconds))
+            pushSent = ack.pushCursor
+            pushScan = ack.pushCursor
+            report.pushCursor = ack.pushCursor
+            try adoptHubClockIfSkewed(ack.clock)
+            onReady?(hub)
+            return
+        case .message(_, .error(let error)):
+            throw refused(error)
+        case .message(_, let other):
+            throw failure(.protocolViolation, "expected HELLO_ACK, got \(other.type)")
+        case .closed(_, let reason):
+            throw failure(.disconnected, "the hub closed the connection during the handshake (\(reason))")
+        case .stop:
+            throw failure(.local, "stopped")
+        case .localWrite:
+            // Pushed right after the handshake anyway; remember to look again then.
+            localWrites = true
+        }
+        }
+    }
+
+    /// When our wall clock and the hub's differ by more than the allowed drift, the hub's wins:
+    /// our clock takes it as a reference and our future-stamped writes get fresh versions.
+    private func adoptHubClockIfSkewed(_ hubClock: HLCTimestamp) throws(SyncFailure) {
+        let ours = replica.clock.wallMilliseconds()
+        let theirs = hubClock.milliseconds
+        let difference = ours > theirs ? ours - theirs : theirs - ours
+        guard difference > replica.clock.maxForwardDriftMilliseconds else { return }
+        do {
+            report.restampedRows += try replica.rebaseClock(referenceMilliseconds: theirs)
+            logger.warning("adopted the hub's clock", [("skew_ms", "\(Int64(bitPattern: ours &- theirs))"),
+                                                       ("restamped_rows", "\(report.restampedRows)")])
+        } catch {
+            throw failure(.local, "cannot correct the clock: \(error)")
+        }
+    }
+
+    private var rowBudget: Int { max(1, Int(maxCells) / max(1, options.widestTableColumns)) }
+
+    /// Sends PUSHes until the window is full or nothing of ours is left. Ranges of our log that
+    /// hold none of our own writes (rows merged from the hub) are skipped, not sent empty: the
+    /// next PUSH starts where the hub's cursor is and covers the skipped range too.
+    private func fillPushWindow() throws(SyncFailure) {
+        while !pushDone && pushesInFlight.count < max(1, options.pushWindow) {
+            let batch: ChangeBatch
+            do {
+                batch = try replica.nextBatch(since: pushScan, limit: rowBudget, onlyLocalWrites: options.pushOnlyLocalWrites)
+            } catch {
+                throw failure(.local, "cannot read local changes: \(error)")
+            }
+            guard batch.changeset.toSequence > pushScan else {
+                pushDone = true
+                return
+            }
+            pushScan = batch.changeset.toSequence
+            if batch.changeset.isEmpty {
+                if !batch.more { pushDone = true }
+                continue
+            }
+            var changeset = batch.changeset
+            changeset.fromSequence = pushSent
+            try send(.push(changeset))
+            pushesInFlight.append(changeset.toSequence)
+            pushSent = changeset.toSequence
+            report.pushedBatches += 1
+            report.pushedRows += changeset.rowCount
+        }
+    }
+
+    private func startPull(live: Bool) throws(SyncFailure) {
+        guard !pullOutstanding else { return }
+        let cursor: UInt64
+        do {
+            cursor = try replica.cursor(for: hub).received
+        } catch {
+            throw failure(.local, "cannot read the pull cursor: \(error)")
+        }
+        try send(.pull(Pull(fromSequence: cursor, maxCells: maxCells, live: live)))
+        pullOutstanding = true
+        caughtUp = false
+    }
+
+    private func handle(_ message: Message, live: Bool) throws(SyncFailure) {
+        switch message {
+        case .pushAck(let sequence):
+            guard let first = pushesInFlight.first, first == sequence else {
+                throw failure(.protocolViolation, "PUSH_ACK \(sequence) does not answer the oldest push")
+            }
+            pushesInFlight.removeFirst()
+            do {
+                try replica.acknowledge(peer: hub, upTo: sequence)
+            } catch {
+                throw failure(.local, "cannot record the acknowledgement: \(error)")
+            }
+            report.pushCursor = sequence
+            try fillPushWindow()
+            reportIfSynced()
+        case .pullBatch(let batch):
+            guard pullOutstanding, batch.changeset.source == hub else {
+                throw failure(.protocolViolation, "PULL_BATCH that answers no pull")
+            }
+            pullOutstanding = false
+            do {
+                let result = try replica.apply(batch.changeset)
+                report.changedRows += result.changedRows.count
+            } catch {
+                // Clock skew cannot happen here: the handshake aligned our clock with the hub's,
+                // and the hub refuses versions beyond its own drift bound.
+                throw failure(.local, "cannot apply the hub's changes: \(error)")
+            }
+            report.pulledBatches += 1
+            report.pulledRows += batch.changeset.rowCount
+            report.pullCursor = batch.changeset.toSequence
+            if batch.more || notifiedDuringPull {
+                notifiedDuringPull = false
+                try startPull(live: live)
+            } else {
+                caughtUp = true
+                reportIfSynced()
+            }
+        case .notify:
+            if pullOutstanding {
+                notifiedDuringPull = true
+            } else {
+                try startPull(live: live)
+            }
+        case .ping(let nonce):
+            try send(.pong(nonce: nonce))
+        case .pong:
+            break
+        case .error(let error):
+            throw refused(error)
+        default:
+            throw failure(.protocolViolation, "unexpected \(message.type) from the hub")
+        }
+    }
+
+    private func reportIfSynced() {
+        if caughtUp && pushesInFlight.isEmpty && pushDone && !pullOutstanding { onSynced?(report) }
+    }
+
+    private func refused(_ error: ErrorMessage) -> SyncFailure {
+        if error.code == .clockSkew, let clock = error.serverClock {
+            // Our pushed versions are in the hub's future: correct our clock so the retry is accepted.
+            do {
+                report.restampedRows += try replica.rebaseClock(referenceMilliseconds: clock.milliseconds)
+            } catch {
+                return failure(.local, "cannot correct the clock: \(error)")
+            }
+        }
+        return failure(.refused, error.message, code: error.code, retryAfter: error.retryAfterMilliseconds)
+    }
+
+    // MARK: Time
+
+    private func nextDeadline(live: Bool) -> Date {
+        let waiting = pullOutstanding || !pushesInFlight.isEmpty
+        var wait = waiting ? options.replyTimeout : .seconds(3600)
+        if live { wait = min(wait, idleTimeout / 3) }
+        let elapsed = ContinuousClock.now - (waiting ? lastReceive : lastSend)
+        let remaining = wait - elapsed
+        return Date().addingTimeInterval(max(0.001, seconds(remaining)))
+    }
+
+    private func onTimer(live: Bool) throws(SyncFailure) {
+        let now = ContinuousClock.now
+        if (pullOutstanding || !pushesInFlight.isEmpty) && now - lastReceive >= options.replyTimeout {
+            throw failure(.timeout, "the hub did not answer within \(options.replyTimeout)")
+        }
+        if live && now - lastSend >= idleTimeout / 3 {
+            pingNonce += 1
+            try send(.ping(nonce: pingNonce))
+        }
+    }
+}
+
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}

@@ -1,0 +1,95 @@
+import Foundation
+
+/// Exit codes: a small typed set, as scripts see them.
+enum ExitCode: Int32 {
+    case success = 0
+    case failure = 1
+    case usage = 64
+}
+
+/// A command-line mistake: printed with the command's usage, exit code 64.
+struct UsageError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+/// A failure the user can act on: printed as is, exit code 1.
+struct CommandError: Error, CustomStringConvertible {
+    var message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
+}
+
+/// The options of one command: `--name value` pairs and bare `--flag`s, parsed strictly.
+struct Arguments {
+    private var values: [String: String] = [:]
+    private var flags: Set<String> = []
+    private(set) var positionals: [String] = []
+
+    /// `flagNames` lists the options that take no value; every other `--option` needs one.
+    init(_ arguments: ArraySlice<String>, flagNames: Set<String>) throws {
+        var index = arguments.startIndex
+        while index < arguments.endIndex {
+            let argument = arguments[index]
+            if argument.hasPrefix("--") {
+                var name = String(argument.dropFirst(2))
+                var inlineValue: String?
+                if let equals = name.firstIndex(of: "=") {
+                    inlineValue = String(name[name.index(after: equals)...])
+                    name = String(name[..<equals])
+                }
+                if flagNames.contains(name) {
+                    guard inlineValue == nil else { throw UsageError(message: "--\(name) takes no value") }
+                    flags.insert(name)
+                } else if let inlineValue {
+                    values[name] = inlineValue
+                } else {
+                    let next = arguments.index(after: index)
+                    guard next < arguments.endIndex, !arguments[next].hasPrefix("--") else {
+                        throw UsageError(message: "--\(name) needs a value")
+                    }
+                    guard values[name] == nil else { throw UsageError(message: "--\(name) given twice") }
+                    values[name] = arguments[next]
+                    index = next
+                }
+            } else {
+                positionals.append(argument)
+            }
+            index = arguments.index(after: index)
+        }
+    }
+
+    func flag(_ name: String) -> Bool { flags.contains(name) }
+
+    func optional(_ name: String) -> String? { values[name] }
+
+    func required(_ name: String) throws -> String {
+        guard let value = values[name], !value.isEmpty else { throw UsageError(message: "missing --\(name)") }
+        return value
+    }
+
+    func integer(_ name: String, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
+        guard let text = values[name] else { return fallback }
+        guard let value = Int(text), range.contains(value) else {
+            throw UsageError(message: "--\(name) must be a whole number in \(range.lowerBound)...\(range.upperBound), got \(text)")
+        }
+        return value
+    }
+
+    /// Refuses options the command does not know, so a typo never passes silently.
+    func rejectUnknown(allowed: Set<String>) throws {
+        for name in values.keys.sorted() where !allowed.contains(name) {
+            throw UsageError(message: "unknown option --\(name)")
+        }
+        for name in flags.sorted() where !allowed.contains(name) {
+            throw UsageError(message: "unknown option --\(name)")
+        }
+        if let extra = positionals.first {
+            throw UsageError(message: "unexpected argument \(extra)")
+        }
+    }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data("storesync: \(message)\n".utf8))
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Logging
+import Retail
+import SyncEngine
+
+/// Opens an existing replica file; a missing file is a clear error, not a silently created replica.
+func openReplica(_ path: String) throws -> Replica {
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw CommandError("no replica at \(path); create one with `storesync init`")
+    }
+    do {
+        return try Replica(path: path, schema: RetailSchema.all)
+    } catch let error as SyncError {
+        throw CommandError("cannot open \(path): \(error)")
+    }
+}
+
+func makeLogger(_ arguments: Arguments, label: String) throws -> Logger {
+    let name = arguments.optional("log-level") ?? "info"
+    guard let level = LogLevel(name: name) else {
+        throw UsageError(message: "--log-level is one of \(LogLevel.allCases.map(\.description).joined(separator: ", "))")
+    }
+    return Logger(label: label, minimumLevel: level)
+}
+
+private func checkedIdentifier(_ value: String, option: String) throws -> String {
+    let allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+    guard !value.isEmpty, value.count <= 64, value.unicodeScalars.allSatisfy(allowed.contains) else {
+        throw UsageError(message: "--\(option) must be 1 to 64 letters, digits, '-', '_' or '.', got \(value)")
+    }
+    return value
+}
+
+/// `storesync init --db PATH (--terminal --store ID | --hub --region ID | --hq)`
+func runInit(_ arguments: Arguments) throws {
+    try arguments.rejectUnknown(allowed: ["db", "terminal", "store", "hub", "region", "hq"])
+    let path = try arguments.required("db")
+    let kinds = ["terminal", "hub", "hq"].filter { arguments.flag($0) }
+    guard kinds.count == 1 else { throw UsageError(message: "give exactly one of --terminal, --hub, --hq") }
+    let settings: NodeSettings
+    switch kinds[0] {
+    case "terminal":
+        guard arguments.optional("region") == nil else { throw UsageError(message: "--region is for --hub") }
+        settings = NodeSettings(kind: .terminal, scope: "store:" + (try checkedIdentifier(try arguments.required("store"), option: "store")))
+    case "hub":
+        guard arguments.optional("store") == nil else { throw UsageError(message: "--store is for --terminal") }
+        settings = NodeSettings(kind: .hub, scope: "region:" + (try checkedIdentifier(try arguments.required("region"), option: "region")))
+    default:
+        guard arguments.optional("store") == nil, arguments.optional("region") == nil else {
+            throw UsageError(message: "--hq sees every store and region; give neither --store nor --region")
+        }
+        settings = NodeSettings(kind: .hq, scope: "all")
+    }
+    let existed = FileManager.default.fileExists(atPath: path)
+    let replica: Replica
+    do {
+        replica = try Replica(path: path, schema: RetailSchema.all)
+    } catch {
+        throw CommandError("cannot create a replica at \(path): \(error)")
+    }
+    if existed, let current = try? NodeSettings.read(replica) {
+        guard current.kind == settings.kind && current.scope == settings.scope else {
+            throw CommandError("\(path) is already a \(current.kind.rawValue) replica for \(current.scope)")
+        }
+        print("\(path) is already a \(current.kind.rawValue) replica for \(current.scope) (replica \(replica.id))")
+        return
+    }
+    try settings.write(replica)
+    print("created \(settings.kind.rawValue) replica \(replica.id) for \(settings.scope) at \(path)")
+}
+
+/// `storesync status --db PATH [--format text|json]`
+func runStatus(_ arguments: Arguments) throws {
+    try arguments.rejectUnknown(allowed: ["db", "format"])
+    let format = arguments.optional("format") ?? "text"
+    guard format == "text" || format == "json" else { throw UsageError(message: "--format is text or json") }
+    let replica = try openReplica(try arguments.required("db"))
+    let settings = try NodeSettings.read(replica)
+    let hub = try replica.setting("upstream_replica")?.blobValue.flatMap { try? ReplicaID(bytes: $0) }
+    let acknowledged = try hub.map { try replica.cursor(for: $0).acknowledged } ?? 0
+    let unsynced = try replica.changes(since: acknowledged, onlyLocalWrites: true).rowCount
+    let lastSync = try replica.setting("last_sync_ms")?.integerValue
+    let lastSyncText = lastSync.map { formatTime(milliseconds: $0) } ?? "never"
+    if format == "json" {
+        var fields = [
+            "\"replica\":\"\(replica.id)\"", "\"role\":\"\(settings.kind.rawValue)\"", "\"scope\":\"\(settings.scope)\"",
+            "\"latest_sequence\":\(replica.latestSequence)", "\"unsynced_local_changes\":\(unsynced)",
+        ]
+        fields.append("\"upstream\":" + (hub.map { "\"\($0)\"" } ?? "null"))
+        fields.append("\"last_sync\":" + (lastSync.map { "\"\(formatTime(milliseconds: $0))\"" } ?? "null"))
+        print("{" + fields.joined(separator: ",") + "}")
+    } else {
+        print("replica:                \(replica.id)")
+        print("role:                   \(settings.kind.rawValue)")
+        print("scope:                  \(settings.scope)")
+        print("latest sequence:        \(replica.latestSequence)")
+        print("unsynced local changes: \(unsynced)")
+        print("upstream hub:           \(hub.map(\.description) ?? "none yet")")
+        print("last successful sync:   \(lastSyncText)")
+    }
+}
+
+func formatTime(milliseconds: Int64) -> String {
+    let date = Date(timeIntervalSince1970: Double(milliseconds) / 1000)
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return formatter.string(from: date)
+}

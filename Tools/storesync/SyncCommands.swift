@@ -1,0 +1,135 @@
+import Dispatch
+import Foundation
+import Hub
+import LockBox
+import Logging
+import Net
+import Retail
+import SyncEngine
+import Terminal
+
+/// Waits for SIGINT or SIGTERM (delivered through Dispatch, never in a raw signal handler).
+func waitForTerminationSignal() -> Int32 {
+    let received = DispatchSemaphore(value: 0)
+    let caught = LockBox(Int32(0))
+    var sources: [any DispatchSourceSignal] = []
+    for number in [SIGINT, SIGTERM] {
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler {
+            caught.withLockedValue { $0 = number }
+            received.signal()
+        }
+        source.resume()
+        sources.append(source)
+    }
+    received.wait()
+    for source in sources { source.cancel() }
+    return caught.withLockedValue { $0 }
+}
+
+private func parseAddress(_ text: String, option: String) throws -> SocketAddress {
+    do {
+        return try SocketAddress.parse(text)
+    } catch {
+        throw UsageError(message: "--\(option) must be HOST:PORT, got \(text)")
+    }
+}
+
+/// `storesync sync --db PATH --hub HOST:PORT [--live] [--format text|json] [--log-level L]`
+func runSync(_ arguments: Arguments) throws {
+    try arguments.rejectUnknown(allowed: ["db", "hub", "live", "format", "log-level", "timeout-s"])
+    let path = try arguments.required("db")
+    let address = try parseAddress(try arguments.required("hub"), option: "hub")
+    let format = arguments.optional("format") ?? "text"
+    guard format == "text" || format == "json" else { throw UsageError(message: "--format is text or json") }
+    let timeout = try arguments.integer("timeout-s", default: 30, range: 1...3600)
+    let logger = try makeLogger(arguments, label: "storesync.sync")
+    let replica = try openReplica(path)
+    let settings = try NodeSettings.read(replica)
+    var options = SyncOptions(hub: address, scope: settings.scope)
+    options.role = settings.kind.role
+    options.replyTimeout = .seconds(timeout)
+    options.widestTableColumns = RetailSchema.widestTableColumns
+    options.pushOnlyLocalWrites = settings.kind == .terminal
+
+    if !arguments.flag("live") {
+        let report: SyncReport
+        do {
+            report = try SyncClient(replica: replica, options: options, logger: logger).syncOnce()
+        } catch {
+            throw CommandError("sync with \(address) failed: \(error)")
+        }
+        if let hub = report.hubReplica { try replica.setSetting("upstream_replica", .blob(hub.bytes)) }
+        try recordSuccessfulSync(replica)
+        printReport(report, format: format)
+        return
+    }
+
+    let agent = LiveSyncAgent(replica: replica, options: options, logger: logger) { event in
+        switch event {
+        case .connected(let hub):
+            try? replica.setSetting("upstream_replica", .blob(hub.bytes))
+            logger.notice("connected", [("hub", "\(address)")])
+        case .synced(let report):
+            try? recordSuccessfulSync(replica)
+            logger.info("in sync", [("pushed_rows", "\(report.pushedRows)"), ("pulled_rows", "\(report.pulledRows)"),
+                                    ("push_cursor", "\(report.pushCursor)"), ("pull_cursor", "\(report.pullCursor)")])
+        case .disconnected(let failure):
+            logger.warning("disconnected", [("error", "\(failure)")])
+        }
+    }
+    // Writes by other processes (guides' commands) wake the agent within milliseconds.
+    let watcher = try ReplicaChangeWatcher(path: path) { agent.localWriteCommitted() }
+    agent.start()
+    let signal = waitForTerminationSignal()
+    logger.notice("stopping", [("signal", "\(signal)")])
+    watcher.stop()
+    agent.stop()
+}
+
+private func recordSuccessfulSync(_ replica: Replica) throws {
+    try replica.setSetting("last_sync_ms", .integer(Int64(bitPattern: replica.clock.wallMilliseconds())))
+}
+
+private func printReport(_ report: SyncReport, format: String) {
+    if format == "json" {
+        print("{\"hub\":\"\(report.hub)\",\"pushed_batches\":\(report.pushedBatches),\"pushed_rows\":\(report.pushedRows),"
+              + "\"pulled_batches\":\(report.pulledBatches),\"pulled_rows\":\(report.pulledRows),\"changed_rows\":\(report.changedRows),"
+              + "\"push_cursor\":\(report.pushCursor),\"pull_cursor\":\(report.pullCursor),\"restamped_rows\":\(report.restampedRows)}")
+    } else {
+        print("synced with \(report.hub): pushed \(report.pushedRows) rows in \(report.pushedBatches) batches, "
+              + "pulled \(report.pulledRows) rows in \(report.pulledBatches) batches (\(report.changedRows) changed here)")
+    }
+}
+
+/// `storesync hub --db PATH --listen HOST:PORT [--max-connections N] [--idle-timeout-s N]
+///  [--handshake-timeout-s N] [--log-level L]`
+func runHub(_ arguments: Arguments) throws {
+    try arguments.rejectUnknown(allowed: ["db", "listen", "max-connections", "idle-timeout-s", "handshake-timeout-s", "log-level"])
+    let path = try arguments.required("db")
+    var configuration = HubConfiguration(listenAddress: try parseAddress(try arguments.required("listen"), option: "listen"))
+    configuration.maxConnections = try arguments.integer("max-connections", default: 20_000, range: 1...1_000_000)
+    configuration.idleTimeout = .seconds(try arguments.integer("idle-timeout-s", default: 120, range: 1...86_400))
+    configuration.handshakeTimeout = .seconds(try arguments.integer("handshake-timeout-s", default: 10, range: 1...3_600))
+    configuration.widestTableColumns = RetailSchema.widestTableColumns
+    let logger = try makeLogger(arguments, label: "storesync.hub")
+    let replica = try openReplica(path)
+    let settings = try NodeSettings.read(replica)
+    guard settings.kind != .terminal else {
+        throw CommandError("\(path) is a terminal replica; run a hub on a replica made with `storesync init --hub` or `--hq`")
+    }
+    let server: HubServer
+    do {
+        server = try HubServer(replica: replica, configuration: configuration, logger: logger)
+    } catch {
+        throw CommandError("cannot listen on \(configuration.listenAddress): \(error)")
+    }
+    server.start()
+    // Scripts (and tests) read the bound port from this line when they asked for port 0.
+    print("listening on \(server.boundAddress)")
+    fflush(nil)
+    let signal = waitForTerminationSignal()
+    logger.notice("draining", [("signal", "\(signal)")])
+    server.stop()
+}
