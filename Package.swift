@@ -56,6 +56,9 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", "SyncEngine"]),
         .testTarget(name: "HubTests", dependencies: ["Hub", "Terminal", "Net", "Wire", "SyncEngine", "SQLite", "Logging"]),
         .testTarget(name: "NetTests", dependencies: ["Net", "Wire", "SyncEngine", "Logging"]),
+        .testTarget(name: "RetailTests", dependencies: ["Retail", "SyncEngine", "SQLite"]),
+        // Drives the built storesync binary end to end, as users' scripts do.
+        .testTarget(name: "CLITests", dependencies: ["storesync", "SQLite"]),
     ]
 )
 
