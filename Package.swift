@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "SyncEngine", dependencies: ["SQLite", "LockBox"]),
         .target(name: "Wire", dependencies: ["SyncEngine"]),
         .target(name: "Net", dependencies: ["Wire", "Logging"]),
-        .target(name: "Retail", dependencies: ["SyncEngine"]),
+        .target(name: "Retail", dependencies: ["SyncEngine", "SQLite", "LockBox"]),
         .target(name: "Hub", dependencies: ["SyncEngine", "Wire", "Net", "Logging", "LockBox"]),
         .target(name: "Terminal", dependencies: ["SyncEngine", "SQLite", "Wire", "Net", "Logging", "LockBox"]),
 

@@ -18,11 +18,14 @@ final class HubContext: Sendable {
     let configuration: HubConfiguration
     let logger: Logger
     let mergeQueue: MergeQueue
+    let scopes: any ScopePolicy
     private let readers: [ReaderSlot]
 
-    init(replica: Replica, configuration: HubConfiguration, readers: [ReaderSlot], mergeQueue: MergeQueue, logger: Logger) {
+    init(replica: Replica, configuration: HubConfiguration, scopes: any ScopePolicy, readers: [ReaderSlot],
+         mergeQueue: MergeQueue, logger: Logger) {
         self.replica = replica
         self.configuration = configuration
+        self.scopes = scopes
         self.readers = readers
         self.mergeQueue = mergeQueue
         self.logger = logger
@@ -45,8 +48,12 @@ public final class HubServer: Sendable {
     private let stopped = Mutex(false)
     private let logger: Logger
 
-    /// Binds the listening socket; `start()` begins accepting.
-    public init(replica: Replica, configuration: HubConfiguration, rules: (any CentralRules)? = nil, logger: Logger) throws {
+    /// Binds the listening socket; `start()` begins accepting. `scopes` decides what each peer
+    /// may see and push; `rules` run inside every merge.
+    public init(
+        replica: Replica, configuration: HubConfiguration, scopes: any ScopePolicy = UnlimitedScopePolicy(),
+        rules: (any CentralRules)? = nil, logger: Logger
+    ) throws {
         self.logger = logger
         var readers: [HubContext.ReaderSlot] = []
         for index in 0..<max(1, configuration.readerCount) {
@@ -60,7 +67,7 @@ public final class HubServer: Sendable {
             let live = sessions.withLockedValue { Array($0.values) }
             for session in live { session.liveUpdate(latest: latest) }
         }
-        self.context = HubContext(replica: replica, configuration: configuration, readers: readers,
+        self.context = HubContext(replica: replica, configuration: configuration, scopes: scopes, readers: readers,
                                   mergeQueue: mergeQueue, logger: logger.child("session"))
         self.listener = try Listener(address: configuration.listenAddress, limits: configuration.connectionLimits,
                                      logger: logger.child("net"))
@@ -70,6 +77,13 @@ public final class HubServer: Sendable {
     public var boundAddress: SocketAddress { listener.boundAddress }
 
     public var sessionCount: Int { sessions.withLockedValue { $0.count } }
+
+    /// Tells live sessions that the replica changed outside the hub's own merges (a relay that
+    /// pulled from upstream, a local write): each pulls what is new in its scope.
+    public func announce(latestSequence: UInt64) {
+        let live = sessions.withLockedValue { Array($0.values) }
+        for session in live { session.liveUpdate(latest: latestSequence) }
+    }
 
     public func start() {
         let context = self.context

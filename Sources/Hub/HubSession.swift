@@ -25,6 +25,8 @@ final class HubSession: Sendable {
         var liveCursor: UInt64 = 0
         var notified = false
         var pushesInFlight = 0
+        /// What the peer may see and push, granted at the handshake.
+        var scope: any RowScope = UnlimitedScope()
     }
 
     let connection: FramedConnection
@@ -77,6 +79,17 @@ final class HubSession: Sendable {
             fail(.unsupportedVersion, "no protocol version in common; this hub speaks \(ours)")
             return
         }
+        let granted: any RowScope
+        do {
+            granted = try hub.scopes.grant(role: hello.role, scope: hello.scope, peer: hello.replica)
+        } catch let refusal as ScopeRefusal {
+            fail(.outOfScope, refusal.reason)
+            return
+        } catch {
+            logger.error("scope check failed", [("session", "\(connection.id)"), ("error", "\(error)")])
+            fail(.internal, "the hub could not check the scope; retry later", retryAfter: 1_000)
+            return
+        }
         let pushCursor: UInt64
         do {
             pushCursor = try hub.replica.cursor(for: hello.replica).received
@@ -84,7 +97,10 @@ final class HubSession: Sendable {
             fail(.internal, "cannot read the session's cursor", retryAfter: 1_000)
             return
         }
-        state.withLock { $0.phase = .ready(peer: hello.replica, role: hello.role, scope: hello.scope) }
+        state.withLock {
+            $0.phase = .ready(peer: hello.replica, role: hello.role, scope: hello.scope)
+            $0.scope = granted
+        }
         let skew = Int64(bitPattern: hello.clock.milliseconds) - Int64(bitPattern: hub.replica.clock.wallMilliseconds())
         logger.info("session ready", [("session", "\(connection.id)"), ("peer", "\(hello.replica)"),
                                       ("role", "\(hello.role)"), ("clock_skew_ms", "\(skew)")])
@@ -106,6 +122,16 @@ final class HubSession: Sendable {
         }
         guard changeset.cellCount <= Int(hub.configuration.maxBatchCells) else {
             fail(.tooLarge, "push of \(changeset.cellCount) cells is above the limit of \(hub.configuration.maxBatchCells)")
+            return
+        }
+        do {
+            if let outside = try outOfScopeRow(in: changeset) {
+                fail(.outOfScope, outside)
+                return
+            }
+        } catch {
+            logger.error("scope check failed", [("session", "\(connection.id)"), ("error", "\(error)")])
+            fail(.internal, "the hub could not check the batch's scope; retry later", retryAfter: 1_000)
             return
         }
         state.withLock { $0.pushesInFlight += 1 }
@@ -135,6 +161,19 @@ final class HubSession: Sendable {
         }
     }
 
+    /// The whole batch is refused when one row is outside the session's scope (nothing of it is
+    /// applied, PROTOCOL.md §5.3): a peer that pushes such rows is misconfigured, and applying
+    /// part of a batch would leave a cursor that covers rows never stored.
+    private func outOfScopeRow(in changeset: Changeset) throws -> String? {
+        let scope = try state.withLock { $0.scope }.forBatch(changeset)
+        for table in changeset.tables {
+            if let row = table.rows.first(where: { !scope.admits($0, of: table.table, columns: table.columns) }) {
+                return "row \(row.primaryKey) of \(table.table.rawValue) is outside this session's scope"
+            }
+        }
+        return nil
+    }
+
     // MARK: Pull
 
     private func pull(_ request: Pull, for peer: ReplicaID) {
@@ -150,11 +189,13 @@ final class HubSession: Sendable {
             return
         }
         let reader = hub.reader(for: connection.id)
+        let grantedScope = state.withLock { $0.scope }
         reader.queue.async { [self] in
             let batch: ChangeBatch
             do {
                 batch = try reader.reader.nextBatch(
-                    since: request.fromSequence, limit: hub.configuration.rows(forCells: request.maxCells), excluding: peer)
+                    since: request.fromSequence, limit: hub.configuration.rows(forCells: request.maxCells), excluding: peer,
+                    scope: try grantedScope.forBatch(nil))
             } catch {
                 logger.error("pull failed", [("session", "\(connection.id)"), ("error", "\(error)")])
                 fail(.internal, "the hub could not read its changes; retry later", retryAfter: 1_000)

@@ -13,11 +13,12 @@ public struct ChangeBatch: Sendable, Hashable {
 /// Every table is scanned up to `limit` rows; a table that filled its limit may hold more, so
 /// the batch ends before the first sequence it did not read. `latestSequence` gives the
 /// highest sequence visible in the transaction's snapshot: the batch covers everything up to
-/// it when no table was cut short.
+/// it when no table was cut short. Rows outside `scope` are dropped but still covered by the
+/// batch's `toSequence`; a batch can therefore be empty and still say `more`.
 func readChanges(
     database: Database, tables: [any ReplicatedTable], sites: SiteTable,
-    since sequence: UInt64, limit: Int, excluding peer: ReplicaID?, onlyLocalWrites: Bool, localID: ReplicaID,
-    latestSequence: () throws -> UInt64
+    since sequence: UInt64, limit: Int, excluding peer: ReplicaID?, onlyLocalWrites: Bool, scope: (any RowScope)?,
+    localID: ReplicaID, latestSequence: () throws -> UInt64
 ) throws -> ChangeBatch {
     try storage {
         try database.transaction(.deferred) {
@@ -41,6 +42,10 @@ func readChanges(
                 }
             }
             var order = rows.indices.filter { rows[$0].sequence <= toSequence }
+            if let scope {
+                let columns = tables.map { $0.schema.columns.map(\.name) }
+                order.removeAll { !scope.admits(rows[$0].row, of: tables[tableOfRow[$0]].name, columns: columns[tableOfRow[$0]]) }
+            }
             order.sort { rows[$0].sequence < rows[$1].sequence }
             if order.count > limit {
                 order.removeSubrange(limit...)

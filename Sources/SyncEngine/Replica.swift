@@ -156,24 +156,27 @@ public final class Replica: Sendable {
 
     // MARK: Reading changes
 
-    /// Every row changed after `sequence`, each with the cells changed after it (current value,
+    /// Every row changed after `sequence`, each with all its written cells (current value,
     /// version, origin), in sequence order, at most `limit` rows. `toSequence` of the result is
     /// where to continue. Cells that `excluding` wrote are left out: that peer has them already.
+    /// Rows outside `scope` are left out too (and covered by `toSequence`).
     /// With `onlyLocalWrites`, only this replica's own writes are included: what a leaf replica
     /// (a terminal) pushes to its hub, which sent it everything else.
     public func changes(
-        since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil, onlyLocalWrites: Bool = false
+        since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil, onlyLocalWrites: Bool = false,
+        scope: (any RowScope)? = nil
     ) throws -> Changeset {
-        try nextBatch(since: sequence, limit: limit, excluding: peer, onlyLocalWrites: onlyLocalWrites).changeset
+        try nextBatch(since: sequence, limit: limit, excluding: peer, onlyLocalWrites: onlyLocalWrites, scope: scope).changeset
     }
 
-    /// Like `changes(since:limit:excluding:onlyLocalWrites:)`, and says whether more changes follow the batch.
+    /// Like `changes(since:limit:excluding:onlyLocalWrites:scope:)`, and says whether more changes follow the batch.
     public func nextBatch(
-        since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil, onlyLocalWrites: Bool = false
+        since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil, onlyLocalWrites: Bool = false,
+        scope: (any RowScope)? = nil
     ) throws -> ChangeBatch {
         try core.withLockedValue { core in
             try readChanges(database: core.database, tables: core.tables, sites: core.context.sites, since: sequence,
-                            limit: max(1, limit), excluding: peer, onlyLocalWrites: onlyLocalWrites, localID: id,
+                            limit: max(1, limit), excluding: peer, onlyLocalWrites: onlyLocalWrites, scope: scope, localID: id,
                             latestSequence: { core.context.sequence })
         }
     }

@@ -19,22 +19,35 @@ public final class ReplicaReader: Sendable {
         self.core = LockBox(ReaderCore(database: database, tables: tables, sites: sites))
     }
 
-    /// Same contract as `Replica.changes(since:limit:excluding:)`, from this reader's snapshot.
+    /// Same contract as `Replica.changes(since:limit:excluding:onlyLocalWrites:scope:)`, from this reader's snapshot.
     public func changes(
-        since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil, onlyLocalWrites: Bool = false
+        since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil, onlyLocalWrites: Bool = false,
+        scope: (any RowScope)? = nil
     ) throws -> Changeset {
-        try nextBatch(since: sequence, limit: limit, excluding: peer, onlyLocalWrites: onlyLocalWrites).changeset
+        try nextBatch(since: sequence, limit: limit, excluding: peer, onlyLocalWrites: onlyLocalWrites, scope: scope).changeset
     }
 
-    /// Like `changes(since:limit:excluding:onlyLocalWrites:)`, and says whether more changes follow the batch.
+    /// Like `changes(since:limit:excluding:onlyLocalWrites:scope:)`, and says whether more changes follow the batch.
     public func nextBatch(
-        since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil, onlyLocalWrites: Bool = false
+        since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil, onlyLocalWrites: Bool = false,
+        scope: (any RowScope)? = nil
     ) throws -> ChangeBatch {
         try core.withLockedValue { core in
             return try readChanges(database: core.database, tables: core.tables, sites: core.sites, since: sequence,
-                                   limit: max(1, limit), excluding: peer, onlyLocalWrites: onlyLocalWrites, localID: replicaID) {
+                                   limit: max(1, limit), excluding: peer, onlyLocalWrites: onlyLocalWrites, scope: scope,
+                                   localID: replicaID) {
                 try core.tables.reduce(UInt64(0)) { try max($0, $1.sequenceAndClockHighWater().sequence) }
             }
+        }
+    }
+
+    /// The highest change sequence of one table: a cheap way to tell whether it changed.
+    public func latestSequence(of table: TableName) throws -> UInt64 {
+        try core.withLockedValue { core in
+            guard let replicated = core.tables.first(where: { $0.name == table }) else {
+                throw SyncError.unknownTable(table.rawValue)
+            }
+            return try storage { try replicated.sequenceAndClockHighWater().sequence }
         }
     }
 
