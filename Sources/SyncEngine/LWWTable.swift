@@ -355,22 +355,30 @@ final class LWWTable: ReplicatedTable {
             let clock = try statement.withBlob(at: 5) { bytes throws(SyncError) in
                 try CellClock(bytes: bytes, columnCount: columnCount, table: tableName)
             }
+            // The filter picks rows, never cells: a row goes whole or not at all, because the
+            // receiver decides scope from the row's values (its store), which another writer may
+            // have set. A row qualifies when the filter admits its life version or one cell.
+            let alive = causalLength % 2 == 1
+            var qualifies = filter.admits(lifeSite)
+            if !qualifies && alive {
+                for column in 0..<columnCount where clock.site(column) != 0 && filter.admits(clock.site(column)) {
+                    qualifies = true
+                    break
+                }
+            }
+            guard qualifies else { continue }
             var cells: [Cell] = []
-            if causalLength % 2 == 1 {
+            if alive {
                 cells.reserveCapacity(columnCount)
                 // Every written cell of the row, not only those changed after `sequence`: a cell
                 // changed inside an earlier page's range, on a row that changed again after that
                 // page was cut, would otherwise never be sent (the page's cursor passed it).
                 for column in 0..<columnCount where clock.site(column) != 0 {
-                    if !filter.admits(clock.site(column)) { continue }
                     cells.append(Cell(
                         column: column,
                         value: statement.value(at: Int32(6 + column)),
                         version: try sites.version(hlc: clock.hlc(column), site: clock.site(column))))
                 }
-            }
-            if cells.isEmpty && !filter.admits(lifeSite) {
-                continue
             }
             rows.append(SequencedRow(sequence: rowSequence, row: RowChange(
                 primaryKey: primaryKey, causalLength: causalLength,

@@ -158,10 +158,10 @@ public final class Replica: Sendable {
 
     /// Every row changed after `sequence`, each with all its written cells (current value,
     /// version, origin), in sequence order, at most `limit` rows. `toSequence` of the result is
-    /// where to continue. Cells that `excluding` wrote are left out: that peer has them already.
-    /// Rows outside `scope` are left out too (and covered by `toSequence`).
-    /// With `onlyLocalWrites`, only this replica's own writes are included: what a leaf replica
-    /// (a terminal) pushes to its hub, which sent it everything else.
+    /// where to continue. Rows go whole or not at all: rows that only `excluding` wrote are left
+    /// out (that peer has them already); with `onlyLocalWrites`, only rows this replica wrote to
+    /// are included (what a leaf replica, a terminal, pushes to the hub that sent it everything
+    /// else); rows outside `scope` are left out. Left-out rows are covered by `toSequence`.
     public func changes(
         since sequence: UInt64, limit: Int = Int(Int32.max), excluding peer: ReplicaID? = nil, onlyLocalWrites: Bool = false,
         scope: (any RowScope)? = nil

@@ -6,7 +6,8 @@ struct SequencedRow {
     var row: RowChange
 }
 
-/// Which writers' cells a batch of changes carries, by local site number.
+/// Which writers' rows a batch of changes carries, by local site number. Rows go whole: a row
+/// qualifies when its life version or any of its cells was written by an admitted site.
 struct SiteFilter {
     /// Leave out what this site wrote: the peer the batch is for has it already.
     var excluded: UInt32?

@@ -71,4 +71,35 @@ final class RowScopeTests: XCTestCase {
                        Set(storeOfKey.filter { $0.value == "S2" }.map(\.key)))
         XCTAssertEqual(try replica.changes(since: 0, scope: UnlimitedScope()), try replica.changes(since: 0))
     }
+
+    /// Two terminals of one store and their hub. T1 creates a lead, T2 changes its stage. T2's
+    /// push (only its own writes) and the hub's pull for T1 (everything T1 did not write) must
+    /// both carry the lead's `store`, which neither of those writers set in that change, or the
+    /// scope check would refuse the push and hide T2's change from T1.
+    func testFilteredBatchesCarryWholeRowsSoScopeSeesTheStore() throws {
+        let hub = try openMemoryReplica()
+        let first = try openMemoryReplica()
+        let second = try openMemoryReplica()
+        let scope = StoreScope(store: "S1")
+        let lead = UniqueID.make()
+        try first.write { tx in
+            try tx.insert(into: TestSchema.leads, primaryKey: lead, [TestSchema.column("store"): .text("S1"), TestSchema.column("stage"): .text("reached")])
+        }
+        _ = try hub.apply(try first.changes(since: 0, onlyLocalWrites: true, scope: scope))
+        _ = try second.apply(try hub.changes(since: 0, excluding: second.id, scope: scope))
+        let base = second.latestSequence
+        try second.write { tx in try tx.update(TestSchema.leads, primaryKey: lead, set: [TestSchema.column("stage"): .text("demo")]) }
+
+        let push = try second.changes(since: base, onlyLocalWrites: true)
+        let pushed = try XCTUnwrap(push.tables.first { $0.table == TestSchema.leads }?.rows.first)
+        XCTAssertTrue(scope.admits(pushed, of: TestSchema.leads, columns: push.tables[0].columns), "the push carries the store cell")
+        let hubBase = hub.latestSequence
+        _ = try hub.apply(push)
+
+        let pull = try hub.changes(since: hubBase, excluding: first.id, scope: scope)
+        XCTAssertEqual(pull.rowCount, 1, "T1 gets T2's change of T1's lead")
+        _ = try first.apply(pull)
+        XCTAssertEqual(try first.canonicalDump(), try second.canonicalDump())
+        XCTAssertEqual(try first.canonicalDump(), try hub.canonicalDump())
+    }
 }
