@@ -19,7 +19,9 @@ public struct SyncOptions: Sendable {
     public var pushWindow = 4
     /// The widest replicated table, to turn a cell budget into a row budget.
     public var widestTableColumns = 8
-    /// A pushing replica is a leaf (a terminal): it pushes only its own writes.
+    /// A leaf (a terminal) pushes only rows it wrote to, since the hub sent it everything else.
+    /// A relay (a regional hub syncing with HQ) sets this to false: it pushes every row the
+    /// upstream did not write alone, its terminals' writes included.
     public var pushOnlyLocalWrites = true
 
     public init(hub: SocketAddress, scope: String) {

@@ -170,7 +170,11 @@ final class SyncSession {
         while !pushDone && pushesInFlight.count < max(1, options.pushWindow) {
             let batch: ChangeBatch
             do {
-                batch = try replica.nextBatch(since: pushScan, limit: rowBudget, onlyLocalWrites: options.pushOnlyLocalWrites)
+                // A leaf pushes the rows it wrote to; a relay (a regional hub) pushes every row the
+                // upstream did not write itself, which includes rows of other nodes below it.
+                batch = try replica.nextBatch(since: pushScan, limit: rowBudget,
+                                              excluding: options.pushOnlyLocalWrites ? nil : hub,
+                                              onlyLocalWrites: options.pushOnlyLocalWrites)
             } catch {
                 throw failure(.local, "cannot read local changes: \(error)")
             }

@@ -104,9 +104,10 @@ private func printReport(_ report: SyncReport, format: String) {
 }
 
 /// `storesync hub --db PATH --listen HOST:PORT [--max-connections N] [--idle-timeout-s N]
-///  [--handshake-timeout-s N] [--log-level L]`
+///  [--handshake-timeout-s N] [--upstream HOST:PORT] [--log-level L]`
 func runHub(_ arguments: Arguments) throws {
-    try arguments.rejectUnknown(allowed: ["db", "listen", "max-connections", "idle-timeout-s", "handshake-timeout-s", "log-level"])
+    try arguments.rejectUnknown(allowed: ["db", "listen", "max-connections", "idle-timeout-s", "handshake-timeout-s",
+                                          "upstream", "log-level"])
     let path = try arguments.required("db")
     var configuration = HubConfiguration(listenAddress: try parseAddress(try arguments.required("listen"), option: "listen"))
     configuration.maxConnections = try arguments.integer("max-connections", default: 20_000, range: 1...1_000_000)
@@ -119,17 +120,31 @@ func runHub(_ arguments: Arguments) throws {
     guard settings.kind != .terminal else {
         throw CommandError("\(path) is a terminal replica; run a hub on a replica made with `storesync init --hub` or `--hq`")
     }
+    let upstream = try arguments.optional("upstream").map { try parseAddress($0, option: "upstream") }
+    guard let ownScope = NodeScope(settings.scope) else {
+        throw CommandError("\(path) has an unknown scope \(settings.scope)")
+    }
+    if upstream != nil && settings.kind != .hub {
+        throw UsageError(message: "--upstream is for a regional hub (a replica made with `storesync init --hub`)")
+    }
+    let scopes = RetailScopePolicy(own: ownScope, directory: StoreDirectory(reader: try replica.makeReader()))
     let server: HubServer
     do {
-        server = try HubServer(replica: replica, configuration: configuration, logger: logger)
+        server = try HubServer(replica: replica, configuration: configuration, scopes: scopes, logger: logger)
     } catch {
         throw CommandError("cannot listen on \(configuration.listenAddress): \(error)")
     }
+    let relay = try upstream.map {
+        try UpstreamRelay(replica: replica, path: path, upstream: $0, scope: settings.scope, server: server,
+                          logger: logger.child("upstream"))
+    }
     server.start()
+    relay?.start()
     // Scripts (and tests) read the bound port from this line when they asked for port 0.
     print("listening on \(server.boundAddress)")
     fflush(nil)
     let signal = waitForTerminationSignal()
     logger.notice("draining", [("signal", "\(signal)")])
+    relay?.stop()
     server.stop()
 }

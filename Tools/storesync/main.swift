@@ -11,7 +11,7 @@ let usage = """
     syncing:
       sync     --db PATH --hub HOST:PORT [--live] [--format text|json] [--timeout-s N] [--log-level L]
       hub      --db PATH --listen HOST:PORT [--max-connections N] [--idle-timeout-s N]
-               [--handshake-timeout-s N] [--log-level L]
+               [--handshake-timeout-s N] [--upstream HOST:PORT] [--log-level L]
 
     Exit codes: 0 success, 1 failure, 64 usage error. Logs go to standard error.
     """
