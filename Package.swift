@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "NetTests", dependencies: ["Net", "Wire", "SyncEngine", "Logging"]),
         .testTarget(name: "RetailTests", dependencies: ["Retail", "SyncEngine", "SQLite"]),
         // Drives the built storesync binary end to end, as users' scripts do.
-        .testTarget(name: "CLITests", dependencies: ["storesync", "SQLite"]),
+        .testTarget(name: "CLITests", dependencies: ["storesync", "SQLite", "SyncEngine", "Retail"]),
     ]
 )
 

@@ -1,0 +1,236 @@
+import Foundation
+import Retail
+import SQLite
+import SyncEngine
+import XCTest
+
+/// Terminals → regional hubs → HQ, every node the real `storesync` binary on loopback.
+final class RelayTests: XCTestCase {
+    private struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    private static let regionOfStore = ["N1": "north", "N2": "north", "S1": "south", "S2": "south"]
+    private var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("storesync-relay-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+
+    private func storesync(_ arguments: [String]) throws {
+        let outcome = try StoresyncBinary.run(arguments)
+        XCTAssertEqual(outcome.status, 0, "storesync \(arguments.joined(separator: " ")): \(outcome.stderr)")
+        if outcome.status != 0 { throw HubProcessError("storesync \(arguments.first ?? "") failed") }
+    }
+
+    private func column(_ name: String) throws -> ColumnName { try ColumnName(name) }
+
+    /// Reads a replica file that another process may be writing.
+    private func query(_ file: String, _ sql: String, _ values: [SQLValue] = []) throws -> [[SQLValue]] {
+        var options = Database.Options()
+        options.readOnly = true
+        return try Database(path: path(file), options: options).fetchAll(sql, values)
+    }
+
+    private func keys(_ file: String, _ table: String) throws -> Set<String> {
+        Set(try query(file, "SELECT id FROM \(table)").compactMap { $0[0].textValue })
+    }
+
+    private func waitUntil(_ what: String, timeout: TimeInterval = 60, _ condition: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try condition() { return }
+            // Polling the condition under a deadline; the condition is what the test waits for.
+            usleep(20_000)
+        }
+        throw HubProcessError("timed out waiting until \(what)")
+    }
+
+    /// HQ with four stores in two regions and one threshold set at HQ, served by a hub process.
+    private func startHQ() throws -> HubProcess {
+        try storesync(["init", "--db", path("hq.sqlite"), "--hq"])
+        let hq = try Replica(path: path("hq.sqlite"), schema: RetailSchema.all)
+        try hq.write { tx in
+            for (store, region) in Self.regionOfStore.sorted(by: { $0.key < $1.key }) {
+                try tx.insert(into: RetailSchema.stores.name, primaryKey: store, [
+                    try column("name"): .text("Store \(store)"), try column("region"): .text(region),
+                    try column("latitude"): .real(region == "north" ? 40 : 22), try column("longitude"): .real(116),
+                ])
+            }
+            try tx.insert(into: RetailSchema.thresholds.name, primaryKey: "N1/K1", [
+                try column("store"): .text("N1"), try column("sku"): .text("K1"), try column("min_quantity"): .integer(5),
+            ])
+        }
+        return try HubProcess(["--db", path("hq.sqlite"), "--listen", "127.0.0.1:0"], logURL: directory.appendingPathComponent("hq.log"))
+    }
+
+    private func startRegion(_ region: String, upstream: String) throws -> HubProcess {
+        if !FileManager.default.fileExists(atPath: path("\(region).sqlite")) {
+            try storesync(["init", "--db", path("\(region).sqlite"), "--hub", "--region", region])
+        }
+        return try HubProcess(["--db", path("\(region).sqlite"), "--listen", "127.0.0.1:0", "--upstream", upstream],
+                              logURL: directory.appendingPathComponent("\(region).log"))
+    }
+
+    private func waitForStores(_ region: String) throws {
+        let expected = Set(Self.regionOfStore.filter { $0.value == region }.map(\.key))
+        try waitUntil("\(region) holds its stores") { try keys("\(region).sqlite", "stores") == expected }
+    }
+
+    /// Random guide activity on a terminal file (no process has it open meanwhile): new leads,
+    /// edits of the store's leads, visits and sales. Returns the keys of new rows by table.
+    private func work(_ file: String, store: String, steps: Int, random: inout SplitMix) throws -> [String: [String]] {
+        let replica = try Replica(path: path(file), schema: RetailSchema.all)
+        var created: [String: [String]] = [:]
+        let leads = try keys(file, "leads").sorted()
+        for step in 0..<steps {
+            let key = UniqueID.make()
+            switch Int.random(in: 0..<4, using: &random) {
+            case 0:
+                try replica.write { tx in
+                    try tx.insert(into: RetailSchema.leads.name, primaryKey: key, [
+                        try column("store"): .text(store), try column("stage"): .text("reached"),
+                        try column("score"): .integer(Int64.random(in: 0...100, using: &random)),
+                    ])
+                }
+                created["leads", default: []].append(key)
+            case 1 where !leads.isEmpty:
+                let lead = leads[Int.random(in: 0..<leads.count, using: &random)]
+                try replica.write { tx in
+                    try tx.update(RetailSchema.leads.name, primaryKey: lead, set: [try column("score"): .integer(Int64(step))])
+                }
+            case 2:
+                try replica.write { tx in
+                    try tx.insert(into: RetailSchema.visits.name, primaryKey: key, [
+                        try column("store"): .text(store), try column("duration_min"): .integer(Int64(step % 40)),
+                    ])
+                }
+                created["visits", default: []].append(key)
+            default:
+                try replica.write { tx in
+                    try tx.insert(into: RetailSchema.sales.name, primaryKey: key, [
+                        try column("store"): .text(store), try column("sku"): .text("K1"),
+                        try column("quantity"): .integer(1), try column("amount_cents"): .integer(Int64(100 + step)),
+                    ])
+                }
+                created["sales", default: []].append(key)
+            }
+        }
+        return created
+    }
+
+    func testThreeLevelsConvergeEachNodeHoldingItsScope() throws {
+        let seed = ProcessInfo.processInfo.environment["STORESYNC_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
+        print("RelayTests seed \(seed) (replay with STORESYNC_SEED=\(seed))")
+        var random = SplitMix(state: seed)
+        let hq = try startHQ()
+        let north = try startRegion("north", upstream: hq.address)
+        let south = try startRegion("south", upstream: hq.address)
+        let hubOfRegion = ["north": north, "south": south]
+        try waitForStores("north")
+        try waitForStores("south")
+
+        // Two terminals per store.
+        var terminals: [(file: String, store: String)] = []
+        for store in Self.regionOfStore.keys.sorted() {
+            for index in 1...2 {
+                let file = "\(store)-t\(index).sqlite"
+                try storesync(["init", "--db", path(file), "--terminal", "--store", store])
+                terminals.append((file, store))
+            }
+        }
+        func sync(_ terminal: (file: String, store: String)) throws {
+            let region = Self.regionOfStore[terminal.store] ?? ""
+            try storesync(["sync", "--db", path(terminal.file), "--hub", hubOfRegion[region]?.address ?? ""])
+        }
+
+        var written: [String: Set<String>] = [:]
+        var storeOfKey: [String: String] = [:]
+        for _ in 0..<3 {
+            for terminal in terminals {
+                for (table, created) in try work(terminal.file, store: terminal.store, steps: 12, random: &random) {
+                    written[table, default: []].formUnion(created)
+                    for key in created { storeOfKey[key] = terminal.store }
+                }
+                // Some terminals stay offline this round.
+                if Bool.random(using: &random) { try sync(terminal) }
+            }
+        }
+        for terminal in terminals { try sync(terminal) }
+
+        let tables = ["leads", "visits", "sales"]
+        try waitUntil("HQ holds every row") { try tables.allSatisfy { try keys("hq.sqlite", $0) == written[$0, default: []] } }
+        // Each regional hub pulls the other's... nothing: it holds its own region's rows only.
+        for region in ["north", "south"] {
+            for table in tables {
+                let expected = written[table, default: []].filter { Self.regionOfStore[storeOfKey[$0] ?? ""] == region }
+                XCTAssertEqual(try keys("\(region).sqlite", table), expected, "\(region) holds exactly its region's \(table)")
+            }
+        }
+        try waitUntil("north holds HQ's threshold") { try keys("north.sqlite", "thresholds") == ["N1/K1"] }
+        XCTAssertEqual(try keys("south.sqlite", "thresholds"), [], "a threshold of a north store stays out of south")
+
+        // Everyone pulls; then every terminal holds exactly its store's rows, as HQ has them.
+        for terminal in terminals { try sync(terminal) }
+        let leadsSQL = "SELECT id, store, stage, score FROM leads WHERE store = ? ORDER BY id"
+        for terminal in terminals {
+            for table in tables {
+                let expected = written[table, default: []].filter { storeOfKey[$0] == terminal.store }
+                XCTAssertEqual(try keys(terminal.file, table), expected, "\(terminal.file) holds exactly its store's \(table)")
+            }
+            XCTAssertEqual(try query(terminal.file, leadsSQL, [.text(terminal.store)]),
+                           try query("hq.sqlite", leadsSQL, [.text(terminal.store)]), "\(terminal.file) leads equal HQ's")
+            XCTAssertEqual(try keys(terminal.file, "stores"), [terminal.store])
+            XCTAssertEqual(try keys(terminal.file, "thresholds"), terminal.store == "N1" ? ["N1/K1"] : [])
+        }
+        for hub in [north, south, hq] {
+            hub.signal(SIGTERM)
+            XCTAssertEqual(try hub.waitForExit(), 0, "a hub drains and exits 0 on SIGTERM")
+        }
+    }
+
+    func testARelayKilledMidRelayLosesAndDoublesNothing() throws {
+        let hq = try startHQ()
+        var north: HubProcess? = try startRegion("north", upstream: hq.address)
+        try waitForStores("north")
+        try storesync(["init", "--db", path("t.sqlite"), "--terminal", "--store", "N1"])
+        var random = SplitMix(state: 7)
+        var written: [String: Set<String>] = [:]
+        for (table, created) in try work("t.sqlite", store: "N1", steps: 6_000, random: &random) {
+            written[table, default: []].formUnion(created)
+        }
+        try storesync(["sync", "--db", path("t.sqlite"), "--hub", north?.address ?? ""])
+        let tables = ["leads", "visits", "sales"]
+
+        // Kill the relay while its backlog is on the way to HQ, then start it again on its file.
+        try waitUntil("HQ has begun to receive the relay", timeout: 60) { try !keys("hq.sqlite", "sales").isEmpty || !keys("hq.sqlite", "leads").isEmpty }
+        north?.signal(SIGKILL)
+        try north?.waitForExit()
+        let atKill = try tables.reduce(0) { $0 + (try keys("hq.sqlite", $1).count) }
+        print("RelayTests: HQ held \(atKill) of \(written.values.reduce(0) { $0 + $1.count }) rows when the relay was killed")
+        north = nil
+        north = try startRegion("north", upstream: hq.address)
+
+        try waitUntil("HQ holds every row") { try tables.allSatisfy { try keys("hq.sqlite", $0) == written[$0, default: []] } }
+        for table in tables {
+            XCTAssertEqual(try query("hq.sqlite", "SELECT count(*) FROM \(table)").first?.first?.integerValue,
+                           Int64(written[table, default: []].count), "no \(table) row doubled")
+        }
+        XCTAssertEqual(try query("hq.sqlite", "PRAGMA integrity_check").first?.first?.textValue, "ok")
+        XCTAssertEqual(try query("north.sqlite", "PRAGMA integrity_check").first?.first?.textValue, "ok")
+    }
+}
