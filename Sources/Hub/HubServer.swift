@@ -19,13 +19,15 @@ final class HubContext: Sendable {
     let logger: Logger
     let mergeQueue: MergeQueue
     let scopes: any ScopePolicy
+    let views: (any ViewProvider)?
     private let readers: [ReaderSlot]
 
-    init(replica: Replica, configuration: HubConfiguration, scopes: any ScopePolicy, readers: [ReaderSlot],
-         mergeQueue: MergeQueue, logger: Logger) {
+    init(replica: Replica, configuration: HubConfiguration, scopes: any ScopePolicy, views: (any ViewProvider)?,
+         readers: [ReaderSlot], mergeQueue: MergeQueue, logger: Logger) {
         self.replica = replica
         self.configuration = configuration
         self.scopes = scopes
+        self.views = views
         self.readers = readers
         self.mergeQueue = mergeQueue
         self.logger = logger
@@ -49,10 +51,10 @@ public final class HubServer: Sendable {
     private let logger: Logger
 
     /// Binds the listening socket; `start()` begins accepting. `scopes` decides what each peer
-    /// may see and push; `rules` run inside every merge.
+    /// may see and push; `rules` run inside every merge; `views` answer VIEW_REQUEST.
     public init(
         replica: Replica, configuration: HubConfiguration, scopes: any ScopePolicy = UnlimitedScopePolicy(),
-        rules: (any CentralRules)? = nil, logger: Logger
+        rules: (any CentralRules)? = nil, views: (any ViewProvider)? = nil, logger: Logger
     ) throws {
         self.logger = logger
         var readers: [HubContext.ReaderSlot] = []
@@ -67,7 +69,7 @@ public final class HubServer: Sendable {
             let live = sessions.withLockedValue { Array($0.values) }
             for session in live { session.liveUpdate(latest: latest) }
         }
-        self.context = HubContext(replica: replica, configuration: configuration, scopes: scopes, readers: readers,
+        self.context = HubContext(replica: replica, configuration: configuration, scopes: scopes, views: views, readers: readers,
                                   mergeQueue: mergeQueue, logger: logger.child("session"))
         self.listener = try Listener(address: configuration.listenAddress, limits: configuration.connectionLimits,
                                      logger: logger.child("net"))

@@ -60,8 +60,8 @@ final class HubSession: Sendable {
             connection.send(.pong(nonce: nonce))
         case (.ready, .pong):
             return
-        case (.ready, .viewRequest(let request)):
-            fail(.unknownView, "this hub serves no view named \(request.view)")
+        case (.ready(_, let role, _), .viewRequest(let request)):
+            view(request, role: role)
         case (.ready, .error(let error)):
             logger.info("client reported an error", [("session", "\(connection.id)"), ("code", "\(error.code.rawValue)")])
             close()
@@ -174,6 +174,44 @@ final class HubSession: Sendable {
         return nil
     }
 
+    // MARK: Views
+
+    /// Rows per VIEW_ROWS chunk: keeps frames small whatever the view's size.
+    static let viewRowsPerChunk = 1_000
+
+    /// Consolidated views are for hubs and HQ's analysts, never for a store's terminal.
+    private func view(_ request: ViewRequest, role: Role) {
+        guard role != .terminal else {
+            fail(.outOfScope, "views are served to hub and HQ sessions, not to terminals")
+            return
+        }
+        guard let views = hub.views else {
+            fail(.unknownView, "this hub serves no view named \(request.view)")
+            return
+        }
+        hub.reader(for: connection.id).queue.async { [self] in
+            let answer: (columns: [String], rows: [[Value]])
+            do {
+                answer = try views.answer(view: request.view, parameters: request.parameters.map { ($0.name, $0.value) })
+            } catch let refusal as ViewRefusal {
+                fail(.unknownView, refusal.reason)
+                return
+            } catch {
+                logger.error("view failed", [("session", "\(connection.id)"), ("view", request.view), ("error", "\(error)")])
+                fail(.internal, "the hub could not compute the view; retry later", retryAfter: 1_000)
+                return
+            }
+            var start = 0
+            repeat {
+                let end = min(answer.rows.count, start + Self.viewRowsPerChunk)
+                connection.send(.viewRows(ViewRows(requestID: request.requestID, final: end == answer.rows.count,
+                                                   columns: answer.columns, rows: Array(answer.rows[start..<end]))))
+                start = end
+            } while start < answer.rows.count
+            logger.info("view answered", [("session", "\(connection.id)"), ("view", request.view), ("rows", "\(answer.rows.count)")])
+        }
+    }
+
     // MARK: Pull
 
     private func pull(_ request: Pull, for peer: ReplicaID) {
@@ -204,15 +242,17 @@ final class HubSession: Sendable {
             logger.debug("pull answered", [("session", "\(connection.id)"), ("from", "\(request.fromSequence)"),
                                            ("to", "\(batch.changeset.toSequence)"), ("rows", "\(batch.changeset.rowCount)"),
                                            ("more", "\(batch.more)"), ("live", "\(request.live)")])
-            // The batch goes out before the session counts as live, so a NOTIFY can never
-            // overtake the PULL_BATCH it follows.
-            connection.send(.pullBatch(PullBatch(more: batch.more, changeset: batch.changeset)))
+            // The pull is over before its answer leaves: a client may send its next PULL the
+            // moment it has the batch, and that PULL must not find this one still outstanding.
+            // Sending under the lock that `liveUpdate` takes keeps a NOTIFY from overtaking the
+            // PULL_BATCH it follows.
             state.withLock { state in
                 state.pullOutstanding = false
                 if request.live && !batch.more {
                     state.live = true
                     state.liveCursor = batch.changeset.toSequence
                 }
+                connection.send(.pullBatch(PullBatch(more: batch.more, changeset: batch.changeset)))
             }
             // A commit may have landed between the read and registering as live.
             if request.live && !batch.more { liveUpdate(latest: hub.replica.latestSequence) }

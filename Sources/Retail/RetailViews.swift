@@ -54,8 +54,14 @@ public enum RetailViews {
         var select: String { expressions.joined(separator: ", ") }
     }
 
+    /// Binds `?1` (first millisecond included) and `?2` (first excluded); NULL means unbounded,
+    /// so rows without a time still count when no range is asked for.
     private static func range(_ query: ReportQuery) -> [SQLValue] {
-        [.integer(query.fromMilliseconds ?? Int64.min), .integer(query.untilMilliseconds ?? Int64.max)]
+        [query.fromMilliseconds.map(SQLValue.integer) ?? .null, query.untilMilliseconds.map(SQLValue.integer) ?? .null]
+    }
+
+    private static func inRange(_ column: String) -> String {
+        "(?1 IS NULL OR t.\(column) >= ?1) AND (?2 IS NULL OR t.\(column) < ?2)"
     }
 
     // MARK: sales
@@ -65,7 +71,7 @@ public enum RetailViews {
         let rows = try database.fetchAll("""
             SELECT \(key.select), SUM(t.amount_cents), SUM(t.quantity), COUNT(*)
             FROM sales AS t LEFT JOIN stores AS st ON st.id = t.store
-            WHERE t.at_ms >= ? AND t.at_ms < ?
+            WHERE \(inRange("at_ms"))
             GROUP BY \(key.select) ORDER BY \(key.select)
             """, range(query))
         let width = key.columns.count
@@ -90,7 +96,7 @@ public enum RetailViews {
         let counted = try database.fetchAll("""
             SELECT \(key.select), t.stage, COUNT(*)
             FROM leads AS t LEFT JOIN stores AS st ON st.id = t.store
-            WHERE \(canonicalLead) AND t.created_ms >= ? AND t.created_ms < ?
+            WHERE \(canonicalLead) AND \(inRange("created_ms"))
             GROUP BY \(key.select), t.stage ORDER BY \(key.select)
             """, range(query))
         let width = key.columns.count
@@ -139,11 +145,11 @@ public enum RetailViews {
             SELECT \(key.select), COUNT(*),
                    SUM(t.first_response_ms IS NOT NULL),
                    SUM(t.first_response_ms IS NOT NULL AND t.first_response_ms - t.created_ms <= \(window)),
-                   SUM(COALESCE(t.stage, '') NOT IN ('won', 'lost') AND t.next_action_due_ms < ?)
+                   SUM(COALESCE(t.stage, '') NOT IN ('won', 'lost') AND t.next_action_due_ms < ?3)
             FROM leads AS t LEFT JOIN stores AS st ON st.id = t.store
-            WHERE \(canonicalLead) AND t.created_ms >= ? AND t.created_ms < ?
+            WHERE \(canonicalLead) AND \(inRange("created_ms"))
             GROUP BY \(key.select) ORDER BY \(key.select)
-            """, [.integer(now)] + range(query))
+            """, range(query) + [.integer(now)])
         let width = key.columns.count
         return ViewTable(columns: key.columns + ["leads", "first_touched", "within_window", "within_window_share", "overdue"],
                          rows: rows.map { row in

@@ -125,6 +125,7 @@ final class RelayTests: XCTestCase {
                     try tx.insert(into: RetailSchema.sales.name, primaryKey: key, [
                         try column("store"): .text(store), try column("sku"): .text("K1"),
                         try column("quantity"): .integer(1), try column("amount_cents"): .integer(Int64(100 + step)),
+                        try column("at_ms"): .integer(Int64(Date().timeIntervalSince1970 * 1000)),
                     ])
                 }
                 created["sales", default: []].append(key)
@@ -197,6 +198,37 @@ final class RelayTests: XCTestCase {
             XCTAssertEqual(try keys(terminal.file, "stores"), [terminal.store])
             XCTAssertEqual(try keys(terminal.file, "thresholds"), terminal.store == "N1" ? ["N1/K1"] : [])
         }
+        // HQ's consolidated sales equal the totals of the events the terminals generated, locally
+        // and over the protocol; a regional hub's report covers its region only.
+        var saleCents: [String: (store: String, cents: Int64, units: Int64)] = [:]
+        for terminal in terminals {
+            for row in try query(terminal.file, "SELECT id, store, amount_cents, quantity FROM sales") {
+                saleCents[row[0].textValue ?? ""] = (row[1].textValue ?? "", row[2].integerValue ?? 0, row[3].integerValue ?? 0)
+            }
+        }
+        var expected: [String: (cents: Int64, units: Int64, orders: Int)] = [:]
+        for sale in saleCents.values {
+            let region = Self.regionOfStore[sale.store] ?? ""
+            let total = expected[region] ?? (0, 0, 0)
+            expected[region] = (total.cents + sale.cents, total.units + sale.units, total.orders + 1)
+        }
+        let expectedJSON = "[" + expected.keys.sorted().map { region in
+            let total = expected[region] ?? (0, 0, 0)
+            let revenue = "\(total.cents / 100)." + String(format: "%02d", Int(total.cents % 100))
+            return "{\"region\":\"\(region)\",\"revenue\":\"\(revenue)\",\"units\":\(total.units),\"orders\":\(total.orders)}"
+        }.joined(separator: ",\n ") + "]\n"
+        let remote = try StoresyncBinary.run(["report", "--hub", hq.address, "--view", "sales", "--by", "region", "--format", "json"])
+        XCTAssertEqual(remote.status, 0, remote.stderr)
+        XCTAssertEqual(remote.stdout, expectedJSON)
+        let local = try StoresyncBinary.run(["report", "--db", path("hq.sqlite"), "--view", "sales", "--by", "region", "--format", "json"])
+        XCTAssertEqual(local.stdout, expectedJSON, local.stderr)
+        let regional = try StoresyncBinary.run(["report", "--hub", north.address, "--view", "sales", "--by", "region", "--format", "csv"])
+        XCTAssertEqual(regional.status, 0, regional.stderr)
+        XCTAssertEqual(regional.stdout.split(separator: "\r\n").map(String.init).first, "region,revenue,units,orders")
+        XCTAssertEqual(regional.stdout.split(separator: "\r\n").dropFirst().map { $0.split(separator: ",").first.map(String.init) }, ["north"])
+        let unknown = try StoresyncBinary.run(["report", "--hub", hq.address, "--view", "sales", "--by", "month"])
+        XCTAssertEqual(unknown.status, 64, "a bad parameter is a usage error, caught before connecting")
+
         for hub in [north, south, hq] {
             hub.signal(SIGTERM)
             XCTAssertEqual(try hub.waitForExit(), 0, "a hub drains and exits 0 on SIGTERM")

@@ -14,6 +14,10 @@ struct RetailScopePolicy: ScopePolicy {
     let directory: StoreDirectory
 
     func grant(role: Role, scope: String, peer: ReplicaID) throws -> any RowScope {
+        if scope == ReportScope.name {
+            guard role != .terminal else { throw ScopeRefusal("a terminal may not ask for scope \(scope)") }
+            return NoRows()
+        }
         guard let requested = NodeScope(scope) else {
             throw ScopeRefusal("scope \(scope) is not store:ID, region:ID or all")
         }
@@ -27,6 +31,29 @@ struct RetailScopePolicy: ScopePolicy {
             throw ScopeRefusal(reason)
         }
         return RetailRowScope(scope: requested, directory: directory)
+    }
+}
+
+/// An analyst's report session exchanges no rows: it only asks for views.
+private struct NoRows: RowScope {
+    func admits(_ row: RowChange, of table: TableName, columns: [ColumnName]) -> Bool { false }
+}
+
+/// The consolidated views a hub serves over the protocol, read through their own connection.
+struct RetailViewProvider: ViewProvider {
+    let reader: ReplicaReader
+    let clock: HybridLogicalClock
+
+    func answer(view: String, parameters: [(name: String, value: String)]) throws -> (columns: [String], rows: [[Value]]) {
+        let query: ReportQuery
+        do {
+            query = try ReportQuery(view: view, parameters: parameters)
+        } catch {
+            throw ViewRefusal("\(error)")
+        }
+        let now = Int64(bitPattern: clock.wallMilliseconds())
+        let table = try reader.read { database in try RetailViews.run(query, on: database, nowMilliseconds: now) }
+        return (table.columns, table.rows)
     }
 }
 

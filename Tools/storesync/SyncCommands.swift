@@ -130,7 +130,8 @@ func runHub(_ arguments: Arguments) throws {
     let scopes = RetailScopePolicy(own: ownScope, directory: StoreDirectory(reader: try replica.makeReader()))
     let server: HubServer
     do {
-        server = try HubServer(replica: replica, configuration: configuration, scopes: scopes, logger: logger)
+        let views = RetailViewProvider(reader: try replica.makeReader(), clock: replica.clock)
+        server = try HubServer(replica: replica, configuration: configuration, scopes: scopes, views: views, logger: logger)
     } catch {
         throw CommandError("cannot listen on \(configuration.listenAddress): \(error)")
     }

@@ -13,6 +13,10 @@ let usage = """
       hub      --db PATH --listen HOST:PORT [--max-connections N] [--idle-timeout-s N]
                [--handshake-timeout-s N] [--upstream HOST:PORT] [--log-level L]
 
+    reports:
+      report   (--db PATH | --hub HOST:PORT) --view sales|funnel|sla [--by region|store|guide|day]
+               [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--format table|csv|json] [--timeout-s N]
+
     Exit codes: 0 success, 1 failure, 64 usage error. Logs go to standard error.
     """
 
@@ -27,6 +31,7 @@ let commands: [String: Command] = [
     "status": Command(flags: [], run: runStatus),
     "sync": Command(flags: ["live"], run: runSync),
     "hub": Command(flags: [], run: runHub),
+    "report": Command(flags: [], run: runReport),
 ]
 
 func main(commands: [String: Command]) -> Int32 {
