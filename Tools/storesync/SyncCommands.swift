@@ -127,6 +127,11 @@ func runHub(_ arguments: Arguments) throws {
     if upstream != nil && settings.kind != .hub {
         throw UsageError(message: "--upstream is for a regional hub (a replica made with `storesync init --hub`)")
     }
+    let descriptors = raiseDescriptorLimit()
+    if descriptors < UInt64(configuration.maxConnections) {
+        logger.warning("the descriptor limit is below --max-connections; raise it (ulimit -n, LimitNOFILE=)",
+                       [("limit", "\(descriptors)"), ("max_connections", "\(configuration.maxConnections)")])
+    }
     let scopes = RetailScopePolicy(own: ownScope, directory: StoreDirectory(reader: try replica.makeReader()))
     let server: HubServer
     do {
@@ -148,4 +153,17 @@ func runHub(_ arguments: Arguments) throws {
     logger.notice("draining", [("signal", "\(signal)")])
     relay?.stop()
     server.stop()
+}
+
+/// Raises the soft descriptor limit to the hard one (a hub holds one descriptor per terminal)
+/// and returns the limit in force.
+private func raiseDescriptorLimit() -> UInt64 {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+    if limit.rlim_cur < limit.rlim_max {
+        var raised = limit
+        raised.rlim_cur = limit.rlim_max
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { return UInt64(raised.rlim_cur) }
+    }
+    return UInt64(limit.rlim_cur)
 }
