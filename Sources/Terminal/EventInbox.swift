@@ -35,6 +35,21 @@ final class EventInbox: @unchecked Sendable {
         return events.removeFirst()
     }
 
+    /// Removes and returns the first ERROR queued from connection `id`, if any. A send that
+    /// fails because the hub closed the connection looks here first: the hub's ERROR (and its
+    /// code, which decides whether and when to retry) came in before its close.
+    func takeError(from id: UInt64) -> ErrorMessage? {
+        condition.lock()
+        defer { condition.unlock() }
+        for (index, event) in events.enumerated() {
+            if case .message(id, .error(let error)) = event {
+                events.remove(at: index)
+                return error
+            }
+        }
+        return nil
+    }
+
     /// Drops everything queued except a pending stop (a new connection starts clean).
     func reset() {
         condition.lock()

@@ -99,7 +99,12 @@ final class SyncSession {
     }
 
     private func send(_ message: Message) throws(SyncFailure) {
-        guard let connection, connection.send(message) else {
+        guard let connection else { throw failure(.disconnected, "the connection to the hub is closed") }
+        guard connection.send(message) else {
+            // The hub may have sent ERROR and closed while we were still sending (SERVER_BUSY
+            // before our HELLO, OUT_OF_SCOPE while our next PUSH went out): its code, not
+            // "closed", is what the caller must see, to stop (permanent) or wait (retry-after).
+            if let error = inbox.takeError(from: connection.id) { throw refused(error) }
             throw failure(.disconnected, "the connection to the hub is closed")
         }
         lastSend = .now

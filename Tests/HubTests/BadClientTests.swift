@@ -204,6 +204,20 @@ final class BadClientTests: XCTestCase {
         }
         XCTAssertFalse(answer.messages.contains { $0.type == .helloAck })
 
+        // A terminal turned away learns why and when to come back, however the ERROR and the
+        // close race its own first sends (HELLO, PUSH, PULL).
+        let turnedAway = try fixture.makeTerminal("turned-away")
+        try turnedAway.write { try $0.insert(into: HubTestSchema.leads, primaryKey: "AWAY", [HubTestSchema.column("name"): .text("x")]) }
+        for attempt in 0..<20 {
+            do {
+                _ = try fixture.sync(turnedAway)
+                XCTFail("attempt \(attempt): a terminal over the cap synced")
+            } catch let failure as SyncFailure {
+                XCTAssertEqual(failure.code, .serverBusy, "attempt \(attempt): \(failure)")
+                XCTAssertNotNil(failure.retryAfterMilliseconds, "attempt \(attempt): \(failure)")
+            }
+        }
+
         // The live terminals were not disturbed: a write on one reaches the other.
         for index in 0..<5 {
             try a.write { try $0.insert(into: HubTestSchema.leads, primaryKey: "CAP\(index)", [HubTestSchema.column("name"): .text("x")]) }
@@ -244,7 +258,7 @@ final class BadClientTests: XCTestCase {
             ("server message from a client", true, try FrameEncoder().encode(.pushAck(acknowledgedSequence: 1)), .unexpectedMessage),
             ("push of another replica's changes", false, try FrameEncoder().encode(.push(changeset)), .outOfScope),
             ("push that skips a range", true, try FrameEncoder().encode(.push(gap)), .badCursor),
-            ("unknown view", true, try FrameEncoder().encode(.viewRequest(ViewRequest(requestID: 1, view: "nope", parameters: []))), .unknownView),
+            ("unknown view", false, try FrameEncoder().encode(.viewRequest(ViewRequest(requestID: 1, view: "nope", parameters: []))), .unknownView),
         ]
         let bad = BackgroundTask("state-machine") {
             for entry in cases {
@@ -254,6 +268,9 @@ final class BadClientTests: XCTestCase {
                     guard case .helloAck? = try client.receive() else { return XCTFail("\(entry.name): no HELLO_ACK") }
                 } else if entry.code == .outOfScope {
                     try client.send(BadClient.hello())  // another replica's session pushes pusher's changes
+                    guard case .helloAck? = try client.receive() else { return XCTFail("\(entry.name): no HELLO_ACK") }
+                } else if entry.code == .unknownView {
+                    try client.send(BadClient.hello(role: .hub))  // views are for hub and HQ sessions
                     guard case .helloAck? = try client.receive() else { return XCTFail("\(entry.name): no HELLO_ACK") }
                 }
                 try? client.write(entry.bytes)
@@ -285,8 +302,8 @@ enum BadClient {
         XCTAssertEqual(error.code, code, "\(context): \(error.message)", file: file, line: line)
     }
 
-    static func hello(_ replica: ReplicaID = .random(), versions: [UInt16] = [1]) -> Message {
-        .hello(Hello(protocolVersions: versions, replica: replica, role: .terminal, scope: "store:S1",
+    static func hello(_ replica: ReplicaID = .random(), versions: [UInt16] = [1], role: Role = .terminal) -> Message {
+        .hello(Hello(protocolVersions: versions, replica: replica, role: role, scope: role == .terminal ? "store:S1" : "region:R1",
                      clock: HLCTimestamp(milliseconds: systemWallClock(), counter: 0), credentials: []))
     }
 

@@ -85,7 +85,8 @@ final class RawClient {
 
     /// Reads until the peer closes or `timeout` passes: the bytes, and whether the end came.
     func readUntilEndOfStream(timeout: Duration = .seconds(30)) -> (bytes: [UInt8], endOfStream: Bool) {
-        var bytes: [UInt8] = []
+        var bytes = pending
+        pending = []
         let end = DispatchTime.now().uptimeNanoseconds + nanoseconds(timeout)
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -103,26 +104,34 @@ final class RawClient {
         }
     }
 
-    /// Reads until one whole message is decoded, the peer closes, or `timeout` passes.
+    /// Reads until one whole message is decoded, the peer closes, or `timeout` passes. Bytes
+    /// read past that message are kept for the next `receive` or `readUntilEndOfStream`.
     func receive(timeout: Duration = .seconds(30)) throws -> Message? {
         let end = DispatchTime.now().uptimeNanoseconds + nanoseconds(timeout)
-        var chunk = [UInt8](repeating: 0, count: 1)
+        var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            if let message = try decoder.next() { return message }
+            if pending.count >= WireFormat.headerSize {
+                let length = pending[5..<9].reduce(0) { $0 << 8 | Int($1) }
+                if pending.count >= WireFormat.headerSize + length {
+                    let frame = Array(pending.prefix(WireFormat.headerSize + length))
+                    pending.removeFirst(frame.count)
+                    return try FrameDecoder.decodeFrame(frame)
+                }
+            }
             let now = DispatchTime.now().uptimeNanoseconds
             guard now < end else { return nil }
             var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&descriptor, 1, Int32(clamping: (end - now) / 1_000_000 + 1))
             if ready <= 0 { continue }
-            // One byte at a time: whatever follows the message stays in the socket for later reads.
             let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             if count <= 0 { return nil }
-            decoder.feed(chunk[0..<count])
+            pending.append(contentsOf: chunk[0..<count])
         }
     }
 
-    private var decoder = FrameDecoder()
+    /// Bytes read and not yet returned by `receive`.
+    private var pending: [UInt8] = []
 
     /// The ERROR frames (and other messages) in `bytes`, as the server sent them.
     static func decodeAll(_ bytes: [UInt8]) throws -> [Message] {
