@@ -6,17 +6,6 @@ import XCTest
 
 /// Terminals → regional hubs → HQ, every node the real `storesync` binary on loopback.
 final class RelayTests: XCTestCase {
-    private struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     private static let regionOfStore = ["N1": "north", "N2": "north", "S1": "south", "S2": "south"]
     private var directory: URL!
 
@@ -93,7 +82,7 @@ final class RelayTests: XCTestCase {
 
     /// Random guide activity on a terminal file (no process has it open meanwhile): new leads,
     /// edits of the store's leads, visits and sales. Returns the keys of new rows by table.
-    private func work(_ file: String, store: String, steps: Int, random: inout SplitMix) throws -> [String: [String]] {
+    private func work(_ file: String, store: String, steps: Int, random: inout SplitMix64) throws -> [String: [String]] {
         let replica = try Replica(path: path(file), schema: RetailSchema.all)
         var created: [String: [String]] = [:]
         let leads = try keys(file, "leads").sorted()
@@ -137,7 +126,7 @@ final class RelayTests: XCTestCase {
     func testThreeLevelsConvergeEachNodeHoldingItsScope() throws {
         let seed = ProcessInfo.processInfo.environment["STORESYNC_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
         print("RelayTests seed \(seed) (replay with STORESYNC_SEED=\(seed))")
-        var random = SplitMix(state: seed)
+        var random = SplitMix64(seed: seed)
         let hq = try startHQ()
         let north = try startRegion("north", upstream: hq.address)
         let south = try startRegion("south", upstream: hq.address)
@@ -240,7 +229,7 @@ final class RelayTests: XCTestCase {
         var north: HubProcess? = try startRegion("north", upstream: hq.address)
         try waitForStores("north")
         try storesync(["init", "--db", path("t.sqlite"), "--terminal", "--store", "N1"])
-        var random = SplitMix(state: 7)
+        var random = SplitMix64(seed: 7)
         var written: [String: Set<String>] = [:]
         for (table, created) in try work("t.sqlite", store: "N1", steps: 6_000, random: &random) {
             written[table, default: []].formUnion(created)

@@ -6,17 +6,6 @@ import XCTest
 
 /// The consolidated views against totals computed here, independently, from generated events.
 final class RetailViewsTests: XCTestCase {
-    private struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     private struct Sale { var store: String; var guide: String; var atMs: Int64; var quantity: Int64; var cents: Int64 }
     private struct Lead {
         var store: String; var guide: String; var stage: String; var score: Int64; var createdMs: Int64
@@ -54,7 +43,7 @@ final class RetailViewsTests: XCTestCase {
     }
 
     func testSalesTotalsMatchTheEventsForEveryGroupingAndRange() throws {
-        var random = SplitMix(state: seed())
+        var random = SplitMix64(seed: seed())
         let replica = try makeReplica()
         let stores = Self.regionOfStore.keys.sorted()
         let sales = (0..<400).map { _ in
@@ -118,7 +107,7 @@ final class RetailViewsTests: XCTestCase {
     }
 
     func testFunnelAndSLACountCanonicalLeadsOnly() throws {
-        var random = SplitMix(state: seed())
+        var random = SplitMix64(seed: seed())
         let replica = try makeReplica()
         let stages = ["reached", "needs-confirmed", "demo", "negotiation", "won", "lost"]
         let leads = (0..<300).map { _ -> Lead in
