@@ -172,6 +172,21 @@ final class InsertOnlyTable: ReplicatedTable {
         }
     }
 
+    func currentLife(primaryKey: String, sites: SiteTable) throws -> (causalLength: UInt64, version: Version)? {
+        throw SyncError.immutableTable(tableName)
+    }
+
+    func cellVersion(primaryKey: String, column: Int, sites: SiteTable) throws -> Version? {
+        throw SyncError.schemaMismatch(
+            table: tableName, reason: "cell versions are kept for last-writer-wins tables; list an insert-only table's with forEachRowVersion")
+    }
+
+    func forEachRowVersion(sites: SiteTable, _ body: (String, Version) throws -> Void) throws {
+        try database.cachedStatement("SELECT pk, hlc, site FROM \(logName)").forEachRow { row in
+            try body(row.text(0) ?? "", try sites.version(hlc: UInt64(bitPattern: row.int64(1)), site: UInt32(truncatingIfNeeded: row.int64(2))))
+        }
+    }
+
     func restamp(localSite: UInt32, above ceiling: UInt64, in context: WriteContext) throws -> Int {
         var stale: [(sequence: Int64, key: String)] = []
         try database.prepare("SELECT seq, pk FROM \(logName) WHERE site = ? AND hlc > ?")

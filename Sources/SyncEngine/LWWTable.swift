@@ -336,6 +336,28 @@ final class LWWTable: ReplicatedTable {
         return changedColumns.isEmpty ? .unchanged : .updated(columns: changedColumns.sorted())
     }
 
+    // MARK: Versions
+
+    func currentLife(primaryKey: String, sites: SiteTable) throws -> (causalLength: UInt64, version: Version)? {
+        guard let meta = try readMeta(primaryKey), meta.isAlive else { return nil }
+        return (meta.causalLength, try sites.version(hlc: meta.lifeHLC, site: meta.lifeSite))
+    }
+
+    func cellVersion(primaryKey: String, column: Int, sites: SiteTable) throws -> Version? {
+        guard let meta = try readMeta(primaryKey), meta.isAlive else { return nil }
+        let site = meta.clock.site(column)
+        guard site != 0 else { return nil }
+        return try sites.version(hlc: meta.clock.hlc(column), site: site)
+    }
+
+    func forEachRowVersion(sites: SiteTable, _ body: (String, Version) throws -> Void) throws {
+        try database.cachedStatement(rowVersionsSQL).forEachRow { row in
+            try body(row.text(0) ?? "", try sites.version(hlc: UInt64(bitPattern: row.int64(1)), site: UInt32(truncatingIfNeeded: row.int64(2))))
+        }
+    }
+
+    private var rowVersionsSQL: String { "SELECT pk, cl_hlc, cl_site FROM \(metaName) WHERE cl % 2 = 1" }
+
     // MARK: Reading changes
 
     func changes(since sequence: UInt64, limit: Int, filter: SiteFilter, sites: SiteTable, into rows: inout [SequencedRow]) throws -> ChangeScan {

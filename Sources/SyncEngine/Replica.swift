@@ -218,6 +218,19 @@ public final class Replica: Sendable {
 
     // MARK: Reading user tables
 
+    /// Calls `body` with the key and version of every live row of a table (the row's life version
+    /// in a last-writer-wins table, its only version in an insert-only one), in no given order:
+    /// what an application needs to order rows by version, as every replica does alike.
+    public func forEachRowVersion(in table: TableName, _ body: (String, Version) throws -> Void) throws {
+        try core.withLockedValue { core in
+            try storage {
+                try core.database.transaction(.deferred) {
+                    try core.table(table).forEachRowVersion(sites: core.context.sites, body)
+                }
+            }
+        }
+    }
+
     /// Runs read-only work on the replica's connection (queries for views, tests).
     public func read<T: Sendable>(_ body: (Database) throws -> T) throws -> T {
         try core.withLockedValue { core in try body(core.database) }

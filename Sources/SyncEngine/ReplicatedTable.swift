@@ -74,6 +74,17 @@ protocol ReplicatedTable: AnyObject {
 
     /// Gives local writes stamped after `ceiling` fresh versions; returns how many rows.
     func restamp(localSite: UInt32, above ceiling: UInt64, in context: WriteContext) throws -> Int
+
+    /// The causal length and life version of a live row, or nil when it is missing or deleted.
+    /// Insert-only tables keep no lives: they refuse (their rows cannot be updated anyway).
+    func currentLife(primaryKey: String, sites: SiteTable) throws -> (causalLength: UInt64, version: Version)?
+
+    /// The version of one cell of a live row (nil: no live row, or the cell was never written).
+    func cellVersion(primaryKey: String, column: Int, sites: SiteTable) throws -> Version?
+
+    /// Calls `body` with the key and version of every live row: the version that started the
+    /// row's life (last-writer-wins) or the row's only version (insert-only). Unordered.
+    func forEachRowVersion(sites: SiteTable, _ body: (String, Version) throws -> Void) throws
 }
 
 /// What a table needs from its replica while it writes: sequences, versions, sites.

@@ -136,7 +136,8 @@ func runHub(_ arguments: Arguments) throws {
     let server: HubServer
     do {
         let views = RetailViewProvider(reader: try replica.makeReader(), clock: replica.clock)
-        server = try HubServer(replica: replica, configuration: configuration, scopes: scopes, views: views, logger: logger)
+        let rules = try RetailHubRules(replica: replica, logger: logger.child("rules"))
+        server = try HubServer(replica: replica, configuration: configuration, scopes: scopes, rules: rules, views: views, logger: logger)
     } catch {
         throw CommandError("cannot listen on \(configuration.listenAddress): \(error)")
     }

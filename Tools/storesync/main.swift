@@ -13,6 +13,23 @@ let usage = """
       hub      --db PATH --listen HOST:PORT [--max-connections N] [--idle-timeout-s N]
                [--handshake-timeout-s N] [--upstream HOST:PORT] [--log-level L]
 
+    guides (on a store's terminal replica; the store is the one given to `init --terminal --store`):
+      lead add       --db PATH --name NAME --phone PHONE [--source S] [--score 0-100] [--owner GUIDE]
+      lead update    --db PATH --id ID [--name NAME] [--phone PHONE] [--source S] [--score N] [--owner GUIDE]
+      lead stage     --db PATH --id ID --to reached|needs-confirmed|demo|negotiation|won|lost
+      lead list      --db PATH [--grade A|B|C] [--overdue]
+      visit log      --db PATH --guide G [--lead ID] [--customer NAME] [--duration-min N] [--products SKU,...]
+                     [--outcome TEXT]
+      stock sale|receive|adjust|count --db PATH --sku SKU --qty N [--guide G]
+      stock show     --db PATH [--sku SKU]
+      sale record    --db PATH --guide G --sku SKU --qty N --amount AMOUNT [--lead ID]
+      promotions     --db PATH
+      (each takes [--format text|json])
+
+    operators (on a hub or HQ replica):
+      store add      --db PATH --id STORE_ID --region REGION_ID --lat DEGREES --lon DEGREES [--name NAME]
+      threshold set  --db PATH --store STORE_ID --sku SKU --min N
+
     reports:
       report   (--db PATH | --hub HOST:PORT) --view sales|funnel|sla [--by region|store|guide|day]
                [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--format table|csv|json] [--timeout-s N]
@@ -32,7 +49,37 @@ let commands: [String: Command] = [
     "sync": Command(flags: ["live"], run: runSync),
     "hub": Command(flags: [], run: runHub),
     "report": Command(flags: [], run: runReport),
+    "lead add": Command(flags: [], run: runLeadAdd),
+    "lead update": Command(flags: [], run: runLeadUpdate),
+    "lead stage": Command(flags: [], run: runLeadStage),
+    "lead list": Command(flags: ["overdue"], run: runLeadList),
+    "visit log": Command(flags: [], run: runVisitLog),
+    "stock sale": Command(flags: [], run: stockSignalCommand(.sale)),
+    "stock receive": Command(flags: [], run: stockSignalCommand(.receipt)),
+    "stock adjust": Command(flags: [], run: stockSignalCommand(.adjustment)),
+    "stock count": Command(flags: [], run: stockSignalCommand(.stocktake)),
+    "stock show": Command(flags: [], run: runStockShow),
+    "sale record": Command(flags: [], run: runSaleRecord),
+    "promotions": Command(flags: [], run: runPromotions),
+    "store add": Command(flags: [], run: runStoreAdd),
+    "threshold set": Command(flags: [], run: runThresholdSet),
 ]
+
+/// The command an argument list names: a word (`sync`) or a word and a subcommand (`lead add`),
+/// with the arguments after it.
+func resolve(_ arguments: [String], in commands: [String: Command]) throws -> (name: String, command: Command, rest: ArraySlice<String>) {
+    let word = arguments[1]
+    if arguments.count >= 3, let command = commands["\(word) \(arguments[2])"] {
+        return ("\(word) \(arguments[2])", command, arguments.dropFirst(3))
+    }
+    if let command = commands[word] { return (word, command, arguments.dropFirst(2)) }
+    let subcommands = commands.keys.filter { $0.hasPrefix(word + " ") }.map { String($0.dropFirst(word.count + 1)) }.sorted()
+    if !subcommands.isEmpty {
+        let given = arguments.count >= 3 ? "unknown \(word) command \(arguments[2])" : "missing \(word) command"
+        throw UsageError(message: "\(given); one of \(subcommands.joined(separator: ", "))")
+    }
+    throw UsageError(message: "unknown command \(word)")
+}
 
 func main(commands: [String: Command]) -> Int32 {
     let arguments = CommandLine.arguments
@@ -40,17 +87,21 @@ func main(commands: [String: Command]) -> Int32 {
         printError("missing command\n\(usage)")
         return ExitCode.usage.rawValue
     }
-    let name = arguments[1]
+    var name = arguments[1]
     if ["help", "--help", "-h"].contains(name) {
         print(usage)
         return ExitCode.success.rawValue
     }
-    guard let command = commands[name] else {
-        printError("unknown command \(name)\n\(usage)")
+    let command: Command
+    let rest: ArraySlice<String>
+    do {
+        (name, command, rest) = try resolve(arguments, in: commands)
+    } catch {
+        printError("\(error)\n\(usage)")
         return ExitCode.usage.rawValue
     }
     do {
-        let parsed = try Arguments(arguments.dropFirst(2), flagNames: command.flags.union(["help"]))
+        let parsed = try Arguments(rest, flagNames: command.flags.union(["help"]))
         if parsed.flag("help") {
             print(usage)
             return ExitCode.success.rawValue

@@ -1,0 +1,178 @@
+import SQLite
+import SyncEngine
+
+/// The funnel rule: stages move one step at a time and never back, and a concurrent won and
+/// lost is flagged.
+///
+/// **What the hub judges.** Every stage write a hub merges is recorded once in
+/// `rules_funnel_writes` (lead, version, stage, the `previous_stage` written with it), whether
+/// or not it won the merge, so the judgement depends on the *set* of writes seen, never on
+/// their arrival order. A guide's write is a *valid step* when it moves from its own
+/// `previous_stage` one step on (or to lost from any open stage); a write that does not say
+/// where it moved from (another tool) is taken as a valid step. A write by the rules
+/// themselves is trusted.
+///
+/// **Compensation.** The lead's stage should be the furthest stage reached: the maximum, in the
+/// order reached < needs-confirmed < demo < negotiation < lost < won, of `reached` and every valid
+/// or trusted write (so a concurrent won and lost settle on won: a recorded win is not
+/// dropped). When the merged stage differs (a skip, a move back, a guide who had not seen a
+/// colleague's progress), the rule writes that stage as a derived update at version
+/// (newest guide write's clock + 1, the origin of the target stage): it beats the write it
+/// corrects, loses to any later write, is the same on every hub, and of two compensations of
+/// the same write the further stage wins. The final stage (value and version) is a function of
+/// the set of writes alone, so hubs fed the same writes in any order end identical.
+///
+/// **Reviews.** One `rule_reviews` row per write that is not a valid step
+/// (`stage_skip_refused`, `stage_regress_refused`), per valid write that set a lower stage than
+/// an earlier valid write had reached (`stage_regress_refused`), and per pair of a won and a lost
+/// write (`won_lost_conflict`). Each is a property of the set of writes, keyed by a hash of its
+/// content and stamped with the causing write's clock, so every hub logs the same rows.
+struct FunnelRule {
+    private static let recordSQL = """
+        INSERT INTO rules_funnel_writes (lead, hlc, origin, stage, previous_stage, previous_known, trusted)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING
+        """
+    private static let historySQL = """
+        SELECT hlc, origin, stage, previous_stage, previous_known, trusted FROM rules_funnel_writes
+        WHERE lead = ? ORDER BY hlc, origin
+        """
+    private static let leadSQL = "SELECT stage, store FROM leads WHERE id = ?"
+
+    /// Records the stage writes of a batch's lead rows; returns the leads with a write not seen before.
+    func record(_ changes: TableChanges, in tx: WriteTransaction) throws -> [String] {
+        guard let stageIndex = changes.index(of: Column.stage) else { return [] }
+        let previousIndex = changes.index(of: Column.previousStage)
+        let database = tx.database
+        let statement = try database.cachedStatement(Self.recordSQL)
+        var leads: [String] = []
+        for row in changes.rows where !row.isDeleted {
+            guard let stage = row.cell(stageIndex) else { continue }
+            let previous = row.cell(previousIndex).flatMap { $0.version == stage.version ? $0 : nil }
+            try statement.bind([
+                .text(row.primaryKey), .integer(Int64(bitPattern: stage.version.hlc.rawValue)), .blob(stage.version.origin.bytes),
+                stage.value, previous?.value ?? .null, .integer(previous == nil ? 0 : 1),
+                .integer(RulesOrigin.isRules(stage.version.origin) ? 1 : 0),
+            ])
+            try statement.step()
+            statement.reset()
+            if database.changes > 0 { leads.append(row.primaryKey) }
+        }
+        return leads
+    }
+
+    private struct Write {
+        var version: Version
+        var stageText: String?
+        var stage: FunnelStage?
+        var previous: FunnelStage?
+        var previousText: String?
+        var previousKnown: Bool
+        var trusted: Bool
+
+        /// A move the funnel allows (judged from the write alone).
+        var isValidStep: Bool {
+            guard let stage else { return false }
+            guard previousKnown else { return true }
+            if previousText != nil && previous == nil { return false }
+            return FunnelStage.isStep(from: previous, to: stage)
+        }
+    }
+
+    /// Brings one lead's stage to the furthest stage reached and logs what the writes did.
+    /// Returns (compensated, reviews written).
+    func evaluate(lead: String, in tx: WriteTransaction) throws -> (Bool, Int) {
+        let database = tx.database
+        guard let current = try database.fetchAll(Self.leadSQL, [.text(lead)]).first,
+              let currentVersion = try tx.version(of: RetailSchema.leads.name, primaryKey: lead, column: Column.stage) else {
+            return (false, 0)
+        }
+        var writes: [Write] = []
+        try database.cachedStatement(Self.historySQL).forEachRow([.text(lead)]) { row in
+            let stageText = row.text(2)
+            let previousText = row.text(3)
+            writes.append(Write(
+                version: Version(hlc: HLCTimestamp(rawValue: UInt64(bitPattern: row.int64(0))), origin: try ReplicaID(bytes: row.blob(1))),
+                stageText: stageText, stage: stageText.flatMap(FunnelStage.init(name:)),
+                previous: previousText.flatMap(FunnelStage.init(name:)), previousText: previousText,
+                previousKnown: row.int64(4) != 0, trusted: row.int64(5) != 0))
+        }
+        let guides = writes.filter { !$0.trusted }
+        let valid = guides.filter(\.isValidStep)
+        var furthest = FunnelStage.reached
+        for write in writes where write.trusted || write.isValidStep {
+            if let stage = write.stage, stage > furthest { furthest = stage }
+        }
+
+        // The newest guide write (or a local write the rules never saw) is what a compensation corrects.
+        var base = guides.map(\.version).max()
+        if !RulesOrigin.isRules(currentVersion.origin), base.map({ currentVersion > $0 }) ?? true { base = currentVersion }
+        var compensated = false
+        if let base {
+            let target = Version(hlc: HLCTimestamp(rawValue: base.hlc.rawValue &+ 1), origin: RulesOrigin.stage(furthest))
+            let stale = RulesOrigin.isRules(currentVersion.origin) && currentVersion < target
+            if current[0].textValue.flatMap(FunnelStage.init(name:)) != furthest || stale {
+                compensated = try tx.update(RetailSchema.leads.name, primaryKey: lead,
+                                            set: [Column.stage: .text(furthest.rawValue)], version: target)
+            }
+        }
+
+        let store = current[1].textValue
+        var reviews = 0
+        for write in guides {
+            let action: String
+            let detail: String
+            if let stage = write.stage, !write.isValidStep {
+                let previous = write.previousText ?? "a new lead"
+                if let from = write.previous, stage.level < from.level {
+                    (action, detail) = ("stage_regress_refused", "stage \(stage.rawValue) set from \(previous) moves back")
+                } else {
+                    (action, detail) = ("stage_skip_refused", "stage \(stage.rawValue) set from \(previous) skips a stage")
+                }
+            } else if write.stage == nil {
+                (action, detail) = ("stage_skip_refused", "the stage is not a funnel stage")
+            } else if let stage = write.stage,
+                      valid.contains(where: { $0.version < write.version && ($0.stage?.level ?? 0) > stage.level }) {
+                (action, detail) = ("stage_regress_refused", "stage \(stage.rawValue) is below a stage an earlier write reached")
+            } else {
+                continue
+            }
+            reviews += try Review(rule: "funnel", store: store, lead: lead, action: action, detail: detail, cause: write.version)
+                .write(in: tx)
+        }
+        let won = valid.filter { $0.stage == .won }
+        let lost = valid.filter { $0.stage == .lost }
+        for winning in won {
+            for losing in lost {
+                reviews += try Review(rule: "funnel", store: store, lead: lead, action: "won_lost_conflict",
+                                      detail: "won and lost were both recorded; the lead stays won",
+                                      cause: max(winning.version, losing.version), other: min(winning.version, losing.version))
+                    .write(in: tx)
+            }
+        }
+        return (compensated, reviews)
+    }
+}
+
+/// One row of `rule_reviews`, derived from what caused it: its key hashes every column and the
+/// causing write's version, and it is written at that write's clock, so every hub writes it alike.
+struct Review {
+    var rule: String
+    var store: String?
+    var lead: String
+    var action: String
+    var detail: String
+    var cause: Version
+    var other: Version?
+
+    /// Writes the review unless it is already there; returns 1 when it was new.
+    func write(in tx: WriteTransaction) throws -> Int {
+        let atMs = Int64(cause.hlc.milliseconds)
+        var fields = [rule, store ?? "", "leads", lead, action, detail, "\(atMs)", cause.description]
+        if let other { fields.append(other.description) }
+        let inserted = try tx.insert(into: RetailSchema.ruleReviews.name, primaryKey: DerivedKey.make("R-", fields), [
+            Column.rule: .text(rule), Column.store: store.map(Value.text) ?? .null, Column.subjectTable: .text("leads"),
+            Column.subjectID: .text(lead), Column.action: .text(action), Column.detail: .text(detail), Column.atMs: .integer(atMs),
+        ], version: Version(hlc: cause.hlc, origin: RulesOrigin.reviews))
+        return inserted ? 1 : 0
+    }
+}
