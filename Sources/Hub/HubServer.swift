@@ -64,15 +64,30 @@ public final class HubServer: Sendable {
                 queue: DispatchQueue(label: "storesync.hub.reader.\(index)")))
         }
         let sessions = self.sessions
-        let mergeQueue = MergeQueue(replica: replica, rules: rules, logger: logger.child("merge")) { latest in
-            // Fan the news out to live sessions; each sends at most one NOTIFY until it pulls again.
+        let mergeQueue = MergeQueue(replica: replica, rules: rules, logger: logger.child("merge")) { since, latest in
+            // Fan the news out to the live sessions whose scope it concerns; each sends at most
+            // one NOTIFY until it pulls again.
+            let committed = HubServer.committedRows(replica, since: since, latest: latest)
             let live = sessions.withLockedValue { Array($0.values) }
-            for session in live { session.liveUpdate(latest: latest) }
+            for session in live { session.liveUpdate(latest: latest, committed: committed) }
         }
         self.context = HubContext(replica: replica, configuration: configuration, scopes: scopes, views: views, readers: readers,
                                   mergeQueue: mergeQueue, logger: logger.child("session"))
         self.listener = try Listener(address: configuration.listenAddress, limits: configuration.connectionLimits,
                                      logger: logger.child("net"))
+    }
+
+    /// Live updates read a commit back to tell only the sessions it concerns; a bigger commit
+    /// (a bulk sync, likely to concern most of them) is announced to every live session.
+    static let maxRowsReadForNotify = 256
+
+    /// The rows committed after `since`, up to `latest`; nil when they are too many to read back
+    /// cheaply or cannot be read (every live session is then told).
+    static func committedRows(_ replica: Replica, since: UInt64, latest: UInt64) -> Changeset? {
+        guard latest > since, latest - since <= UInt64(maxRowsReadForNotify),
+              let batch = try? replica.nextBatch(since: since, limit: maxRowsReadForNotify),
+              !batch.more, batch.changeset.toSequence >= latest else { return nil }
+        return batch.changeset
     }
 
     /// The address actually bound (with the real port when the configuration asked for port 0).

@@ -259,8 +259,18 @@ final class HubSession: Sendable {
         }
     }
 
-    /// The hub committed up to `latest`: tell a live client once, until it pulls again.
-    func liveUpdate(latest: UInt64) {
+    /// The hub committed up to `latest`: tell a live client once, until it pulls again, if its
+    /// scope holds something new (PROTOCOL.md §5.4). `committed`, when the caller read it, holds
+    /// the rows of that commit: a session none of them concerns is not told (with a thousand
+    /// live terminals, a store's write would otherwise send all of them pulling). Without it the
+    /// session is told whenever the hub moved past its cursor.
+    func liveUpdate(latest: UInt64, committed: Changeset? = nil) {
+        let scope = state.withLock { state -> (any RowScope)? in
+            guard state.live, !state.notified, latest > state.liveCursor else { return nil }
+            return state.scope
+        }
+        guard let scope else { return }
+        if let committed, !Self.concerns(committed, scope) { return }
         let send = state.withLock { state -> Bool in
             guard state.live, !state.notified, latest > state.liveCursor else { return false }
             state.notified = true
@@ -269,6 +279,14 @@ final class HubSession: Sendable {
         if send {
             logger.debug("notify", [("session", "\(connection.id)"), ("latest", "\(latest)")])
             connection.send(.notify(latestSequence: latest))
+        }
+    }
+
+    /// Whether any row of `committed` lies in `scope` (when the scope cannot be checked, yes).
+    private static func concerns(_ committed: Changeset, _ scope: any RowScope) -> Bool {
+        guard let scope = try? scope.forBatch(nil) else { return true }
+        return committed.tables.contains { table in
+            table.rows.contains { scope.admits($0, of: table.table, columns: table.columns) }
         }
     }
 

@@ -36,13 +36,14 @@ final class MergeQueue: Sendable {
     private let logger: Logger
     private let queue = DispatchQueue(label: "storesync.hub.merge")
     private let state = Mutex(State())
-    /// Called on the merge queue after each commit that changed something, with the latest sequence.
-    private let onCommit: @Sendable (UInt64) -> Void
+    /// Called on the merge queue after each commit that changed something, with the latest
+    /// sequence before the commit and after it: the commit's rows are the ones in between.
+    private let onCommit: @Sendable (_ since: UInt64, _ latest: UInt64) -> Void
     /// At most this many cells go into one group (a huge group would hold the write lock long).
     private let maxGroupCells: Int
 
     init(replica: Replica, rules: (any CentralRules)?, maxGroupCells: Int = 200_000, logger: Logger,
-         onCommit: @escaping @Sendable (UInt64) -> Void) {
+         onCommit: @escaping @Sendable (_ since: UInt64, _ latest: UInt64) -> Void) {
         self.replica = replica
         self.rules = rules
         self.logger = logger
@@ -92,6 +93,7 @@ final class MergeQueue: Sendable {
     }
 
     private func commit(_ group: [Pending]) {
+        let since = replica.latestSequence
         // Cursors decide what is new, a repeat, or a gap; pushes of one source in one group chain.
         var cursors: [ReplicaID: UInt64] = [:]
         var toMerge: [Int] = []
@@ -143,7 +145,7 @@ final class MergeQueue: Sendable {
             pending.completion(outcomes[index] ?? .failure(.storage(.init(code: 1, message: "push was not processed"))))
         }
         if outcomes.contains(where: { if case .success(.applied(let result))? = $0 { return !result.isNoOp || result.receivedCursor != nil } else { return false } }) {
-            onCommit(replica.latestSequence)
+            onCommit(since, replica.latestSequence)
         }
     }
 
