@@ -34,7 +34,7 @@ let package = Package(
 
         .executableTarget(
             name: "storesync-bench",
-            dependencies: ["SyncEngine", "SQLite", "Wire"],
+            dependencies: ["SyncEngine", "SQLite", "Wire", "Retail", "Hub", "Terminal", "Net", "Logging"],
             path: "Tools/storesync-bench"
         ),
         // Child process for the crash-safety test: writes in a loop and reports each commit.

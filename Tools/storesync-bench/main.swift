@@ -1,4 +1,5 @@
 import Foundation
+import Net
 
 /// storesync-bench: side-by-side measurements of the engine against plain SQLite (and, for
 /// the protocol, of the codec). Run in release mode: `swift run -c release storesync-bench local`.
@@ -11,6 +12,26 @@ let usage = """
                          --rounds N (best of N, default 3)
                          --synchronous normal|full (both sides; default normal)
       wire      codec throughput and per-frame / per-cell overhead of a 10,000-cell batch
+      sync      terminals push their day's retail rows concurrently to one hub on loopback:
+                total time and merge rate, beside the local Replica.apply rate of the same batches
+                options: --terminals N (default 100) --changes N (cells per terminal, default 10000)
+                         --client push|sync (PUSHes only, or `storesync sync`'s push then pull;
+                         default push)
+                         --synchronous normal|full (hub and baselines; default full, as the CLI)
+      fanout    with N terminals connected live, latency from a committed write on one terminal
+                to the row being in another terminal's replica (p50, p99, max)
+                options: --terminals N (default 1000) --writes N (default 200)
+                         --agents N (full LiveSyncAgents with their own replica and thread,
+                         writer and observed receiver included; default 2; the other
+                         terminals are passive live sessions in a child process: NOTIFY,
+                         PULL, discard)
+                         --scope store|all (ten terminals per store, each sees its store, the
+                         retail way; or every terminal sees every write; default store)
+                         --synchronous normal|full (every replica; default full)
+      conns     idle sessions (TCP + HELLO/HELLO_ACK) one `storesync hub` child process holds,
+                and its resident memory per session (VmRSS from /proc/<pid>/status)
+                options: --connections N (default 10000)
+                         --hub-binary PATH (default: storesync next to this executable)
 
     --json      one JSON object per line per scenario instead of a table
     """
@@ -73,6 +94,8 @@ struct CommandLineOptions {
 }
 
 func runBenchmarks() {
+    // A child process that exits must not kill us through a write to its pipe.
+    signal(SIGPIPE, SIG_IGN)
     var options = CommandLineOptions(Array(CommandLine.arguments.dropFirst()))
     do {
         switch options.benchmark {
@@ -85,6 +108,37 @@ func runBenchmarks() {
         case "wire":
             options.rejectUnknown()
             try WireBenchmark.run(json: options.json)
+        case "sync":
+            let terminals = options.int("terminals", default: 100)
+            let changes = options.int("changes", default: 10_000)
+            let client = options.string("client", default: "push", allowed: ["push", "sync"])
+            let synchronous = options.string("synchronous", default: "full", allowed: ["normal", "full"])
+            options.rejectUnknown()
+            try SyncBenchmark(terminals: terminals, changes: changes, client: SyncBenchmark.Client(rawValue: client) ?? .push,
+                              durable: synchronous == "full", rules: nil, reporter: FigureReporter(json: options.json)).run()
+        case "fanout":
+            let terminals = options.int("terminals", default: 1_000)
+            let writes = options.int("writes", default: 200)
+            let agents = options.int("agents", default: 2)
+            let scope = options.string("scope", default: "store", allowed: ["store", "all"])
+            let synchronous = options.string("synchronous", default: "full", allowed: ["normal", "full"])
+            options.rejectUnknown()
+            try FanoutBenchmark(terminals: terminals, writes: writes, agents: agents, scope: BenchScope(rawValue: scope) ?? .store,
+                                durable: synchronous == "full", rules: nil, reporter: FigureReporter(json: options.json)).run()
+        case "conns":
+            let connections = options.int("connections", default: 10_000)
+            let hubBinary = options.values.removeValue(forKey: "hub-binary")
+            options.rejectUnknown()
+            try ConnsBenchmark(connections: connections, hubBinary: hubBinary, reporter: FigureReporter(json: options.json)).run()
+        case "fanout-listeners":
+            // The child process of `fanout`; not for people to run.
+            let hub = options.values.removeValue(forKey: "hub") ?? ""
+            let count = options.int("count", default: 1)
+            let firstTerminal = options.int("first-terminal", default: 2)
+            let scope = options.string("scope", default: "store", allowed: ["store", "all"])
+            options.rejectUnknown()
+            guard let address = try? SocketAddress.parse(hub) else { fail("--hub HOST:PORT is required", .usage) }
+            FanoutListenerProcess.run(hub: address, count: count, firstTerminal: firstTerminal, scope: BenchScope(rawValue: scope) ?? .store)
         case "help":
             print(usage)
         default:
