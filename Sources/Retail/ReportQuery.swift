@@ -71,7 +71,8 @@ public struct ReportQuery: Sendable, Hashable {
         return daysFromCivil(year: year, month: month, day: day) * dayMilliseconds
     }
 
-    static func dayText(_ milliseconds: Int64) -> String {
+    /// A UTC day as `YYYY-MM-DD`.
+    public static func dayText(_ milliseconds: Int64) -> String {
         let (year, month, day) = civilFromDays(Int64((Double(milliseconds) / Double(dayMilliseconds)).rounded(.down)))
         return String(format: "%04d-%02d-%02d", year, month, day)
     }

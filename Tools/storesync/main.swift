@@ -4,6 +4,10 @@ import Foundation
 let usage = """
     usage: storesync <command> [options]
 
+    try it:
+      demo     [--dir DIR] [--seed N] [--days N] [--log-level L]
+               HQ, two regional hubs and twelve terminals on loopback, simulated guides, then HQ's views
+
     replicas:
       init     --db PATH (--terminal --store STORE_ID | --hub --region REGION_ID | --hq)
       status   --db PATH [--format text|json]
@@ -49,6 +53,7 @@ let commands: [String: Command] = [
     "sync": Command(flags: ["live"], run: runSync),
     "hub": Command(flags: [], run: runHub),
     "report": Command(flags: [], run: runReport),
+    "demo": Command(flags: [], run: runDemo),
     "lead add": Command(flags: [], run: runLeadAdd),
     "lead update": Command(flags: [], run: runLeadUpdate),
     "lead stage": Command(flags: [], run: runLeadStage),
