@@ -4,7 +4,7 @@ import Foundation
 /// text parameters come from the command line (`storesync report`) and from VIEW_REQUEST.
 public struct ReportQuery: Sendable, Hashable {
     public enum View: String, Sendable, CaseIterable {
-        case sales, funnel, sla
+        case sales, funnel, sla, stock
     }
 
     public enum Grouping: String, Sendable, CaseIterable {

@@ -21,11 +21,12 @@ public enum RetailViews {
     /// The funnel stages a lead moves through, in order; `lost` can end any of them.
     static let progression = ["reached", "needs-confirmed", "demo", "negotiation", "won"]
 
-    public static func run(_ query: ReportQuery, on database: Database, nowMilliseconds: Int64) throws -> ViewTable {
+    public static func run(_ query: ReportQuery, from source: any ReplicaReading, nowMilliseconds: Int64) throws -> ViewTable {
         switch query.view {
-        case .sales: return try sales(query, database)
-        case .funnel: return try funnel(query, database)
-        case .sla: return try sla(query, database, now: nowMilliseconds)
+        case .sales: return try source.read { database in try sales(query, database) }
+        case .funnel: return try source.read { database in try funnel(query, database) }
+        case .sla: return try source.read { database in try sla(query, database, now: nowMilliseconds) }
+        case .stock: return try StockView.run(query, from: source)
         }
     }
 

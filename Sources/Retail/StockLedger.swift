@@ -102,7 +102,7 @@ public enum StockLedger {
 
     /// Every SKU of `store` with signals or a threshold (or just `sku`), sorted by SKU, computed
     /// from the replica's signals and their versions.
-    public static func levels(in replica: Replica, store: String, sku: String? = nil) throws -> [Level] {
+    public static func levels(in replica: any ReplicaReading, store: String, sku: String? = nil) throws -> [Level] {
         let parameters: [SQLValue] = [.text(store), sku.map(SQLValue.text) ?? .null]
         let (rows, thresholds) = try replica.read { database in
             (try database.fetchAll(signalsOfStoreSQL, parameters), try database.fetchAll(thresholdsOfStoreSQL, parameters))

@@ -51,6 +51,20 @@ public final class ReplicaReader: Sendable {
         }
     }
 
+    /// Same contract as `Replica.forEachRowVersion(in:_:)`, from this reader's snapshot.
+    public func forEachRowVersion(in table: TableName, _ body: (String, Version) throws -> Void) throws {
+        try core.withLockedValue { core in
+            guard let replicated = core.tables.first(where: { $0.name == table }) else {
+                throw SyncError.unknownTable(table.rawValue)
+            }
+            try storage {
+                try core.database.transaction(.deferred) {
+                    try replicated.forEachRowVersion(sites: core.sites, body)
+                }
+            }
+        }
+    }
+
     /// Runs queries on the reader's connection.
     public func read<T: Sendable>(_ body: (Database) throws -> T) throws -> T {
         try core.withLockedValue { core in try body(core.database) }

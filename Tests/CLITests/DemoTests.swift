@@ -32,7 +32,7 @@ final class DemoTests: XCTestCase {
         let two = try StoresyncBinary.run(["demo", "--dir", second.path, "--seed", "11", "--days", "2"])
         XCTAssertEqual(two.status, 0, two.stderr)
         XCTAssertEqual(story(one.stdout, directory: first), story(two.stdout, directory: second), "a seed replays the same story")
-        for heading in ["HQ: sales by region", "HQ: lead funnel", "HQ: follow-up SLA by region", "central rules: promotions issued"] {
+        for heading in ["HQ: sales by region", "HQ: lead funnel", "HQ: follow-up SLA by region", "HQ: stock below safety threshold", "central rules: promotion suggestions"] {
             XCTAssertTrue(one.stdout.contains(heading), "the demo prints \(heading)")
         }
 

@@ -33,7 +33,7 @@ final class RetailViewsTests: XCTestCase {
 
     private func view(_ replica: Replica, _ name: String, _ parameters: [(name: String, value: String)]) throws -> ViewTable {
         let query = try ReportQuery(view: name, parameters: parameters)
-        return try replica.read { database in try RetailViews.run(query, on: database, nowMilliseconds: self.now) }
+        return try RetailViews.run(query, from: replica, nowMilliseconds: now)
     }
 
     private func seed() -> UInt64 {
@@ -183,5 +183,75 @@ final class RetailViewsTests: XCTestCase {
         }
         XCTAssertEqual(try ReportQuery(view: "sales", parameters: [("from", "2026-01-03"), ("to", "2026-01-05")]).parameters.map(\.value),
                        ["store", "2026-01-03", "2026-01-05"])
+    }
+
+    /// Signals written in order on one replica have increasing versions, so the expected stock is
+    /// the last stocktake plus the deltas written after it, computed here without the engine.
+    func testStockListsPairsBelowThresholdWithThePromotionsTheyRaised() throws {
+        var random = SplitMix64(seed: seed())
+        let replica = try makeReplica()
+        let skus = ["K1", "K2", "K3"]
+        var expected: [String: Int64] = [:]
+        var minimum: [String: Int64] = [:]
+        try replica.write { tx in
+            for store in Self.regionOfStore.keys.sorted() {
+                for sku in skus {
+                    let key = "\(store)/\(sku)"
+                    minimum[key] = Int64.random(in: 2...6, using: &random)
+                    try tx.insert(into: RetailSchema.thresholds.name, primaryKey: key, [
+                        try column("store"): .text(store), try column("sku"): .text(sku), try column("min_quantity"): .integer(minimum[key] ?? 0),
+                    ])
+                }
+            }
+        }
+        for _ in 0..<300 {
+            let store = Self.regionOfStore.keys.sorted().randomElement(using: &random) ?? "N1"
+            let sku = skus.randomElement(using: &random) ?? "K1"
+            let key = "\(store)/\(sku)"
+            let kind = ["sale", "receipt", "adjustment", "stocktake"].randomElement(using: &random) ?? "sale"
+            let quantity: Int64 = switch kind {
+            case "sale": -Int64.random(in: 1...3, using: &random)
+            case "receipt": Int64.random(in: 1...5, using: &random)
+            case "adjustment": Int64.random(in: -2...2, using: &random)
+            default: Int64.random(in: 0...12, using: &random)
+            }
+            expected[key] = kind == "stocktake" ? quantity : (expected[key] ?? 0) + quantity
+            try replica.write { tx in
+                try tx.insert(into: RetailSchema.inventorySignals.name, primaryKey: UniqueID.make(), [
+                    try column("store"): .text(store), try column("sku"): .text(sku), try column("kind"): .text(kind),
+                    try column("quantity"): .integer(quantity), try column("at_ms"): .integer(Self.start),
+                ])
+            }
+        }
+        // One promotion raised by N1's K1 (two suggestions of one crossing).
+        try replica.write { tx in
+            for target in ["N2", "S1"] {
+                try tx.insert(into: RetailSchema.promotions.name, primaryKey: "P-\(target)", [
+                    try column("source_store"): .text("N1"), try column("target_store"): .text(target), try column("sku"): .text("K1"),
+                    try column("crossing"): .integer(1), try column("issued_ms"): .integer(Self.start + Self.day),
+                ])
+            }
+        }
+
+        let table = try view(replica, "stock", [])
+        XCTAssertEqual(table.columns, ["region", "store", "sku", "stock", "safety_stock", "below", "crossings", "promotions"])
+        var listed: [String: [SQLValue]] = [:]
+        for row in table.rows { listed["\(row[1].textValue ?? "")/\(row[2].textValue ?? "")"] = row }
+        for (key, threshold) in minimum {
+            let stock = expected[key] ?? 0
+            let promoted = key == "N1/K1"
+            guard let row = listed[key] else {
+                XCTAssertFalse(stock < threshold || promoted, "\(key) (stock \(stock), threshold \(threshold)) is missing")
+                continue
+            }
+            XCTAssertEqual(row[3], .integer(stock), key)
+            XCTAssertEqual(row[4], .integer(threshold), key)
+            XCTAssertEqual(row[5], .text(stock < threshold ? "yes" : "no"), key)
+            XCTAssertEqual(row[7], .integer(promoted ? 2 : 0), key)
+        }
+        XCTAssertEqual(listed["N1/K1"]?[6], .integer(1))
+        // Promotions outside the range do not count; the pair is listed only if it is below.
+        let later = try view(replica, "stock", [("from", "2026-02-01")])
+        XCTAssertFalse(later.rows.contains { $0[7] != .integer(0) })
     }
 }

@@ -52,7 +52,7 @@ struct RetailViewProvider: ViewProvider {
             throw ViewRefusal("\(error)")
         }
         let now = Int64(bitPattern: clock.wallMilliseconds())
-        let table = try reader.read { database in try RetailViews.run(query, on: database, nowMilliseconds: now) }
+        let table = try RetailViews.run(query, from: reader, nowMilliseconds: now)
         return (table.columns, table.rows)
     }
 }

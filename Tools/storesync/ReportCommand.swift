@@ -26,7 +26,7 @@ func runReport(_ arguments: Arguments) throws {
     case (let path?, nil):
         let replica = try openReplica(path)
         let now = Int64(bitPattern: replica.clock.wallMilliseconds())
-        table = try replica.read { database in try RetailViews.run(query, on: database, nowMilliseconds: now) }
+        table = try RetailViews.run(query, from: replica, nowMilliseconds: now)
     case (nil, let hub?):
         let address: SocketAddress
         do {

@@ -35,7 +35,7 @@ let usage = """
       threshold set  --db PATH --store STORE_ID --sku SKU --min N
 
     reports:
-      report   (--db PATH | --hub HOST:PORT) --view sales|funnel|sla [--by region|store|guide|day]
+      report   (--db PATH | --hub HOST:PORT) --view sales|funnel|sla|stock [--by region|store|guide|day]
                [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--format table|csv|json] [--timeout-s N]
 
     Exit codes: 0 success, 1 failure, 64 usage error. Logs go to standard error.

@@ -14,8 +14,8 @@ struct DemoReport {
         try section("HQ: sales by store", view(.sales, .store))
         try section("HQ: lead funnel, all stores", funnelTotals())
         try section("HQ: follow-up SLA by region", view(.sla, .region))
-        try section("HQ: stock below safety threshold", belowThreshold())
-        try section("central rules: promotions issued", promotions())
+        try section("HQ: stock below safety threshold, and promotions raised", view(.stock, .store))
+        try section("central rules: promotion suggestions", promotions())
         try section("central rules: review log", reviews())
     }
 
@@ -26,7 +26,7 @@ struct DemoReport {
 
     private func view(_ view: ReportQuery.View, _ grouping: ReportQuery.Grouping) throws -> ViewTable {
         let query = ReportQuery(view: view, grouping: grouping)
-        return try hq.read { database in try RetailViews.run(query, on: database, nowMilliseconds: now) }
+        return try RetailViews.run(query, from: hq, nowMilliseconds: now)
     }
 
     /// The funnel by region, folded into one chain-wide funnel.
@@ -50,16 +50,6 @@ struct DemoReport {
             return [.text(stage), .integer(leads[stage] ?? 0), .integer(atLeast), conversion]
         }
         return ViewTable(columns: ["stage", "leads", "reached_at_least", "conversion_from_previous"], rows: rows)
-    }
-
-    private func belowThreshold() throws -> ViewTable {
-        var rows: [[SQLValue]] = []
-        for store in DemoScenario.stores {
-            for level in try StockLedger.levels(in: hq, store: store.id) where level.isBelowThreshold {
-                rows.append([.text(store.id), .text(level.sku), .integer(level.stock), level.threshold.map(SQLValue.integer) ?? .null])
-            }
-        }
-        return ViewTable(columns: ["store", "sku", "stock", "safety_stock"], rows: rows)
     }
 
     private func promotions() throws -> ViewTable {
