@@ -7,7 +7,7 @@ final class CodecTests: XCTestCase {
         XCTAssertEqual(CRC32.checksum(Array("123456789".utf8)), 0xCBF4_3926)
         XCTAssertEqual(CRC32.checksum([]), 0)
         // The sliced path against the bytewise definition, across lengths and alignments.
-        var generator = SeededGenerator(seed: 7)
+        var generator = SplitMix64(seed: 7)
         for length in 0..<80 {
             let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
             var crc: UInt32 = 0xFFFF_FFFF
@@ -20,7 +20,7 @@ final class CodecTests: XCTestCase {
     }
 
     func testUTF8ValidationAgreesWithTheStandardLibrary() {
-        var generator = SeededGenerator(seed: 0x07F8)
+        var generator = SplitMix64(seed: 0x07F8)
         // Bytes biased towards the interesting ranges: ASCII, continuations, every lead byte.
         let pool: [UInt8] = [0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF,
                              0xE0, 0xE1, 0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF]
@@ -39,7 +39,7 @@ final class CodecTests: XCTestCase {
 
     func testRandomChangesetsRoundTrip() throws {
         for seed in UInt64(1)...300 {
-            var generator = SeededGenerator(seed: seed)
+            var generator = SplitMix64(seed: seed)
             let changeset = randomChangeset(using: &generator)
             let more = Bool.random(using: &generator)
             for message in [Message.push(changeset), .pullBatch(PullBatch(more: more, changeset: changeset))] {
@@ -123,7 +123,7 @@ final class CodecTests: XCTestCase {
 
     func testLargeBatchAndBufferRelease() throws {
         // Many frames through one decoder, fed in odd chunks: memory is compacted, order kept.
-        var generator = SeededGenerator(seed: 99)
+        var generator = SplitMix64(seed: 99)
         var stream: [UInt8] = []
         var expected: [Message] = []
         for index in 0..<200 {

@@ -10,7 +10,7 @@ import XCTest
 final class MutationTests: XCTestCase {
     func corpus() throws -> [[UInt8]] {
         var frames = VectorCatalog.all.map(\.bytes)
-        var generator = SeededGenerator(seed: 0xC0FFEE)
+        var generator = SplitMix64(seed: 0xC0FFEE)
         for _ in 0..<20 { frames.append(try FrameEncoder().encode(.push(randomChangeset(using: &generator, maxRows: 4)))) }
         return frames
     }
@@ -36,7 +36,7 @@ final class MutationTests: XCTestCase {
     func testMutatedFrames() throws {
         let frames = try corpus()
         for seed in UInt64(1)...3000 {
-            var generator = SeededGenerator(seed: seed)
+            var generator = SplitMix64(seed: seed)
             var bytes = frames[Int(generator.next() % UInt64(frames.count))]
             switch generator.next() % 6 {
             case 0: // flip 1-3 bits
@@ -75,7 +75,7 @@ final class MutationTests: XCTestCase {
 
     func testRandomBytes() {
         for seed in UInt64(1)...1000 {
-            var generator = SeededGenerator(seed: seed)
+            var generator = SplitMix64(seed: seed)
             var bytes: [UInt8] = [0x53, 0x59, 0x01].filter { _ in generator.next() % 4 != 0 }
             bytes += (0..<(generator.next() % 100)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
             check(bytes, "seed \(seed)")
@@ -88,7 +88,7 @@ final class MutationTests: XCTestCase {
         let directory = repositoryRoot.appendingPathComponent("Tools/storesync-wire-fuzz/corpus")
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
         XCTAssertGreaterThan(names.count, 50, "the corpus is missing")
-        var generator = SeededGenerator(seed: 0xF022)
+        var generator = SplitMix64(seed: 0xF022)
         for name in names {
             let bytes = [UInt8](try Data(contentsOf: directory.appendingPathComponent(name)))
             check(bytes, name)

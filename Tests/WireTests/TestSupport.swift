@@ -32,19 +32,6 @@ final class Bytes {
     @discardableResult func replica(_ id: ReplicaID) -> Bytes { raw(id.bytes) }
 }
 
-/// SplitMix64: tiny, seedable, good enough to drive tests reproducibly.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// What a whole byte stream decodes to, fed in the given chunk sizes (the last chunk takes
 /// whatever is left): the messages in order, then the error if the stream ends in one.
 struct StreamOutcome {
@@ -72,7 +59,7 @@ func decodeStream(_ bytes: [UInt8], chunkSizes: [Int], maxFrameBytes: Int = Wire
 }
 
 /// Chunk sizes that split `count` bytes at random points.
-func randomChunks(_ count: Int, using generator: inout SeededGenerator) -> [Int] {
+func randomChunks(_ count: Int, using generator: inout SplitMix64) -> [Int] {
     var sizes: [Int] = []
     var left = count
     while left > 0 {
@@ -115,7 +102,7 @@ func columns(_ names: [String]) -> [ColumnName] {
 }
 
 /// A random changeset: several tables, rows with shared and distinct versions, every value type.
-func randomChangeset(using generator: inout SeededGenerator, maxRows: Int = 20) -> Changeset {
+func randomChangeset(using generator: inout SplitMix64, maxRows: Int = 20) -> Changeset {
     let replicas = (0..<Int.random(in: 1...4, using: &generator)).map { _ in
         ReplicaID(high: generator.next(), low: generator.next())
     }

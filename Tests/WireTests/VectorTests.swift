@@ -73,7 +73,7 @@ final class VectorTests: XCTestCase {
     }
 
     func testVectorsInAnyChunking() throws {
-        var generator = SeededGenerator(seed: 0x5EED_0001)
+        var generator = SplitMix64(seed: 0x5EED_0001)
         for vector in try loadVectors() {
             let reference = decodeStream(vector.bytes, chunkSizes: [])
             var chunkings: [[Int]] = [Array(repeating: 1, count: vector.bytes.count)]
@@ -92,7 +92,7 @@ final class VectorTests: XCTestCase {
         let stream = valid.flatMap(\.bytes)
         let expected = valid.flatMap { decodeStream($0.bytes, chunkSizes: []).messages }
         XCTAssertEqual(expected.count, valid.count)
-        var generator = SeededGenerator(seed: 0x5EED_0002)
+        var generator = SplitMix64(seed: 0x5EED_0002)
         var chunkings: [[Int]] = [[], Array(repeating: 1, count: stream.count)]
         for _ in 0..<50 { chunkings.append(randomChunks(stream.count, using: &generator)) }
         for chunks in chunkings {

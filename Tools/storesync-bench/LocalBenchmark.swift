@@ -165,7 +165,7 @@ struct LocalBenchmark {
     // MARK: Data
 
     private func makeLeads(_ count: Int) -> [Row] {
-        var random = SeededRandom(seed: 1)
+        var random = SplitMix64(seed: 1)
         let start: UInt64 = 1_763_000_000_000
         return (0..<count).map { index in
             let key = UniqueID.make(milliseconds: start + UInt64(index), using: &random)
@@ -178,7 +178,7 @@ struct LocalBenchmark {
     }
 
     private func makeVisits(_ count: Int) -> [Row] {
-        var random = SeededRandom(seed: 2)
+        var random = SplitMix64(seed: 2)
         let start: UInt64 = 1_763_000_000_000
         return (0..<count).map { index in
             let key = UniqueID.make(milliseconds: start + UInt64(index), using: &random)
@@ -188,18 +188,6 @@ struct LocalBenchmark {
                 .text("SKU-\(index % 700),SKU-\(index % 311)"), .text("interested"), .real(Double(index % 5) + 0.5),
             ])
         }
-    }
-}
-
-struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

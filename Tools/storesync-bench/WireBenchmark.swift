@@ -127,7 +127,7 @@ enum WireBenchmark {
     /// A hub relaying 2,000 leads-like rows of 5 columns from 40 terminals: ULID-like keys,
     /// short texts, integers, a real. Inserts share the row's version; updates do not.
     static func batch(sharedVersions: Bool) -> Changeset {
-        var generator = BenchmarkRandom(seed: 20_260_101)
+        var generator = SplitMix64(seed: 20_260_101)
         let origins = (0..<40).map { _ in ReplicaID(high: generator.next(), low: generator.next()) }
         let stages = ["reached", "needs_confirmed", "demo", "negotiation", "won", "lost"]
         let names = ["Ana Silva", "Bo Chen", "Carla Mendes", "Dmitri Ivanov", "Eun-ji Park", "Farah Haddad"]
@@ -213,15 +213,3 @@ enum WireBenchmark {
     }
 }
 
-/// SplitMix64, so every run measures the same batch.
-private struct BenchmarkRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -38,19 +38,6 @@ func makeSchema() throws -> [TableSchema] {
     ]
 }
 
-/// SplitMix64: the writer's choices are replayable from `--seed`.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 struct Arguments {
     var path: String
     var seed: UInt64
@@ -85,7 +72,7 @@ func runWriter(_ arguments: Arguments) throws -> Never {
     let leads = try TableName("leads")
     let visits = try TableName("visits")
     let stage = try ColumnName("stage")
-    var generator = SeededGenerator(seed: arguments.seed)
+    var generator = SplitMix64(seed: arguments.seed)
 
     // Continue the history the file holds, if any.
     let (lastBatch, existingLeads) = try replica.read { database -> (Int64, [String]) in
