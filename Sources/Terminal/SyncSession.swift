@@ -25,6 +25,8 @@ final class SyncSession {
     private var pushesInFlight: [UInt64] = []
     private var pushDone = false
     private var pullOutstanding = false
+    /// The cursor the outstanding PULL asked from.
+    private var pullFrom: UInt64 = 0
     /// A NOTIFY came while a pull was on its way: pull again once it is answered.
     private var notifiedDuringPull = false
     private var caughtUp = false
@@ -211,6 +213,7 @@ final class SyncSession {
             throw failure(.local, "cannot read the pull cursor: \(error)")
         }
         try send(.pull(Pull(fromSequence: cursor, maxCells: maxCells, live: live)))
+        pullFrom = cursor
         pullOutstanding = true
         caughtUp = false
     }
@@ -233,6 +236,13 @@ final class SyncSession {
         case .pullBatch(let batch):
             guard pullOutstanding, batch.changeset.source == hub else {
                 throw failure(.protocolViolation, "PULL_BATCH that answers no pull")
+            }
+            // A batch must start at our cursor and, when more follows, move it (PROTOCOL.md
+            // §5.4). Anything else would not advance the cursor the engine stores, and we would
+            // pull the same batch again and again, forever, instead of failing.
+            guard batch.changeset.fromSequence == pullFrom, !batch.more || batch.changeset.toSequence > pullFrom else {
+                throw failure(.protocolViolation, "PULL_BATCH from \(batch.changeset.fromSequence) to \(batch.changeset.toSequence) "
+                              + "(more: \(batch.more)) does not continue the pull from \(pullFrom)")
             }
             pullOutstanding = false
             do {

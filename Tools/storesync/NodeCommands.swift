@@ -1,12 +1,16 @@
 import Foundation
 import Logging
 import Retail
+import SQLite
 import SyncEngine
 
 /// Opens an existing replica file; a missing file is a clear error, not a silently created replica.
 func openReplica(_ path: String) throws -> Replica {
     guard FileManager.default.fileExists(atPath: path) else {
         throw CommandError("no replica at \(path); create one with `storesync init`")
+    }
+    if let reason = notAReplica(path) {
+        throw CommandError("\(path) is not a StoreSync replica (\(reason)); create one with `storesync init`")
     }
     do {
         return try Replica(path: path, schema: RetailSchema.all)
@@ -52,6 +56,9 @@ func runInit(_ arguments: Arguments) throws {
         settings = NodeSettings(kind: .hq, scope: "all")
     }
     let existed = FileManager.default.fileExists(atPath: path)
+    if existed, let reason = notAReplica(path) {
+        throw CommandError("\(path) exists and is not a StoreSync replica (\(reason)); init leaves it untouched, choose another path")
+    }
     let replica: Replica
     do {
         replica = try Replica(path: path, schema: RetailSchema.all)
@@ -67,6 +74,24 @@ func runInit(_ arguments: Arguments) throws {
     }
     try settings.write(replica)
     print("created \(settings.kind.rawValue) replica \(replica.id) for \(settings.scope) at \(path)")
+}
+
+/// Why an existing file must not become a replica, or nil when it may: an empty file, or a
+/// replica already (`sync_state` exists). Opening any other SQLite database as a replica would
+/// add the engine's and the retail tables to it, so a mistyped path could alter someone's data.
+private func notAReplica(_ path: String) -> String? {
+    let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+    if size == 0 { return nil }
+    var options = Database.Options()
+    options.readOnly = true
+    options.walMode = false
+    do {
+        let database = try Database(path: path, options: options)
+        let tables = try database.fetchScalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sync_state'")
+        return tables?.integerValue == 1 ? nil : "an SQLite database without StoreSync's tables"
+    } catch {
+        return "not an SQLite database"
+    }
 }
 
 /// `storesync status --db PATH [--format text|json]`
