@@ -25,6 +25,8 @@ final class HubSession: Sendable {
         var liveCursor: UInt64 = 0
         var notified = false
         var pushesInFlight = 0
+        /// Rows per PULL_BATCH found to fit a frame (lowered when big rows did not).
+        var pullRowLimit = Int.max
         /// What the peer may see and push, granted at the handshake.
         var scope: any RowScope = UnlimitedScope()
     }
@@ -229,16 +231,40 @@ final class HubSession: Sendable {
         let reader = hub.reader(for: connection.id)
         let grantedScope = state.withLock { $0.scope }
         reader.queue.async { [self] in
-            let batch: ChangeBatch
-            do {
-                batch = try reader.reader.nextBatch(
-                    since: request.fromSequence, limit: hub.configuration.rows(forCells: request.maxCells), excluding: peer,
-                    scope: try grantedScope.forBatch(nil))
-            } catch {
-                logger.error("pull failed", [("session", "\(connection.id)"), ("error", "\(error)")])
-                fail(.internal, "the hub could not read its changes; retry later", retryAfter: 1_000)
-                return
+            // A batch is cut by cells, but big rows can make it too large for one frame: then
+            // the same rows are read again in halves until the answer fits (PROTOCOL.md §2:
+            // split, never send a frame the receiver must refuse; such a frame used to be
+            // dropped silently, leaving the client waiting for an answer that never came).
+            let encoder = FrameEncoder(maxFrameBytes: hub.configuration.maxFrameBytes)
+            var limit = min(hub.configuration.rows(forCells: request.maxCells), state.withLock { $0.pullRowLimit })
+            var answer: (batch: ChangeBatch, frame: [UInt8])?
+            while answer == nil {
+                let batch: ChangeBatch
+                do {
+                    batch = try reader.reader.nextBatch(
+                        since: request.fromSequence, limit: limit, excluding: peer, scope: try grantedScope.forBatch(nil))
+                } catch {
+                    logger.error("pull failed", [("session", "\(connection.id)"), ("error", "\(error)")])
+                    fail(.internal, "the hub could not read its changes; retry later", retryAfter: 1_000)
+                    return
+                }
+                do throws(WireError) {
+                    answer = (batch, try encoder.encode(.pullBatch(PullBatch(more: batch.more, changeset: batch.changeset))))
+                } catch {
+                    guard case .tooLarge(_, let size, let maximum) = error, batch.changeset.rowCount > 1 else {
+                        logger.error("pull answer does not fit a frame", [("session", "\(connection.id)"),
+                                                                          ("from", "\(request.fromSequence)"), ("error", error.code.name)])
+                        fail(.internal, "a row after sequence \(request.fromSequence) is larger than a frame", retryAfter: 60_000)
+                        return
+                    }
+                    // As many rows as the cap holds at this batch's size per row, with a margin.
+                    let rows = batch.changeset.rowCount
+                    let fitting = Int(Double(rows) * Double(maximum) / Double(max(1, size)) * 0.9)
+                    limit = max(1, min(rows / 2, fitting))
+                    state.withLock { $0.pullRowLimit = limit }  // the next pulls start there
+                }
             }
+            guard let (batch, frame) = answer else { return }
             logger.debug("pull answered", [("session", "\(connection.id)"), ("from", "\(request.fromSequence)"),
                                            ("to", "\(batch.changeset.toSequence)"), ("rows", "\(batch.changeset.rowCount)"),
                                            ("more", "\(batch.more)"), ("live", "\(request.live)")])
@@ -252,7 +278,7 @@ final class HubSession: Sendable {
                     state.live = true
                     state.liveCursor = batch.changeset.toSequence
                 }
-                connection.send(.pullBatch(PullBatch(more: batch.more, changeset: batch.changeset)))
+                connection.send(encodedFrames: frame)
             }
             // A commit may have landed between the read and registering as live.
             if request.live && !batch.more { liveUpdate(latest: hub.replica.latestSequence) }

@@ -17,6 +17,8 @@ final class SyncSession {
     private var hub = ReplicaID.none
     private var report = SyncReport()
     private var maxCells: UInt32
+    /// The largest payload the hub accepts (HELLO_ACK).
+    private var maxFrameBytes = WireFormat.maxFrameBytes
     private var idleTimeout: Duration = .seconds(120)
     /// The end of our last PUSH (the hub's cursor once acknowledged).
     private var pushSent: UInt64 = 0
@@ -101,8 +103,19 @@ final class SyncSession {
     }
 
     private func send(_ message: Message) throws(SyncFailure) {
+        let frame: [UInt8]
+        do {
+            frame = try FrameEncoder().encode(message)
+        } catch {
+            throw failure(.local, "cannot encode \(message.type): \(error)")
+        }
+        try send(frame: frame)
+    }
+
+    /// Sends frames already encoded (a PUSH is encoded first to check it fits the hub's cap).
+    private func send(frame: [UInt8]) throws(SyncFailure) {
         guard let connection else { throw failure(.disconnected, "the connection to the hub is closed") }
-        guard connection.send(message) else {
+        guard connection.send(encodedFrames: frame) else {
             // The hub may have sent ERROR and closed while we were still sending (SERVER_BUSY
             // before our HELLO, OUT_OF_SCOPE while our next PUSH went out): its code, not
             // "closed", is what the caller must see, to stop (permanent) or wait (retry-after).
@@ -130,6 +143,8 @@ final class SyncSession {
             hub = ack.replica
             report.hubReplica = ack.replica
             maxCells = min(options.maxBatchCells, ack.limits.maxBatchCells)
+            maxFrameBytes = min(WireFormat.maxFrameBytes, Int(ack.limits.maxFrameBytes))
+            pushRowLimit = rowBudget
             idleTimeout = .milliseconds(Int(ack.limits.idleTimeoutMilliseconds))
             pushSent = ack.pushCursor
             pushScan = ack.pushCursor
@@ -170,6 +185,12 @@ final class SyncSession {
 
     private var rowBudget: Int { max(1, Int(maxCells) / max(1, options.widestTableColumns)) }
 
+    /// Rows per PUSH: the cell budget's rows, lowered for the session whenever a batch of big rows
+    /// would not fit in one frame of the hub's `max_frame_bytes` (PROTOCOL.md §2: split, never
+    /// send a frame the receiver must refuse; the hub used to refuse it with TOO_LARGE, and the
+    /// terminal sent it again at every retry).
+    private var pushRowLimit = 1
+
     /// Sends PUSHes until the window is full or nothing of ours is left. Ranges of our log that
     /// hold none of our own writes (rows merged from the hub) are skipped, not sent empty: the
     /// next PUSH starts where the hub's cursor is and covers the skipped range too.
@@ -179,7 +200,7 @@ final class SyncSession {
             do {
                 // A leaf pushes the rows it wrote to; a relay (a regional hub) pushes every row the
                 // upstream did not write itself, which includes rows of other nodes below it.
-                batch = try replica.nextBatch(since: pushScan, limit: rowBudget,
+                batch = try replica.nextBatch(since: pushScan, limit: pushRowLimit,
                                               excluding: options.pushOnlyLocalWrites ? nil : hub,
                                               onlyLocalWrites: options.pushOnlyLocalWrites)
             } catch {
@@ -189,14 +210,27 @@ final class SyncSession {
                 pushDone = true
                 return
             }
-            pushScan = batch.changeset.toSequence
             if batch.changeset.isEmpty {
+                pushScan = batch.changeset.toSequence
                 if !batch.more { pushDone = true }
                 continue
             }
             var changeset = batch.changeset
             changeset.fromSequence = pushSent
-            try send(.push(changeset))
+            let frame: [UInt8]
+            do {
+                frame = try FrameEncoder(maxFrameBytes: maxFrameBytes).encode(.push(changeset))
+            } catch {
+                guard case .tooLarge(_, let size, let maximum) = error, changeset.rowCount > 1 else {
+                    throw failure(.local, "cannot push rows from sequence \(pushScan): \(error)")
+                }
+                // As many rows as the cap holds at this batch's size per row, with a margin.
+                let rows = changeset.rowCount
+                pushRowLimit = max(1, min(rows / 2, Int(Double(rows) * Double(maximum) / Double(max(1, size)) * 0.9)))
+                continue  // the same rows again, in smaller batches
+            }
+            try send(frame: frame)
+            pushScan = changeset.toSequence
             pushesInFlight.append(changeset.toSequence)
             pushSent = changeset.toSequence
             report.pushedBatches += 1
