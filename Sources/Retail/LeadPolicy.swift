@@ -10,8 +10,11 @@ public enum FunnelStage: String, CaseIterable, Sendable, Comparable {
 
     /// Reads a stage name; `needs_confirmed` (underscore) and any letter case are accepted.
     public init?(name: String) {
-        let text = name.lowercased().replacingOccurrences(of: "_", with: "-")
-        self.init(rawValue: text)
+        if let exact = FunnelStage(rawValue: name) {
+            self = exact
+            return
+        }
+        self.init(rawValue: name.lowercased().replacingOccurrences(of: "_", with: "-"))
     }
 
     /// How far along the funnel: 1 (reached) to 4 (negotiation); both closed stages are 5.

@@ -90,3 +90,20 @@ enum SHA256 {
 
     private static func rotate(_ value: UInt32, _ count: UInt32) -> UInt32 { value >> count | value << (32 - count) }
 }
+
+extension Version {
+    /// A version the rules stored as (hlc INTEGER, origin BLOB) in their own tables, read
+    /// without copying the blob. A blob that is not 16 bytes is a damaged table, reported.
+    static func stored(hlc: Int64, origin bytes: UnsafeRawBufferPointer, table: String) throws(SyncError) -> Version {
+        guard bytes.count == 16 else {
+            throw SyncError.schemaMismatch(table: table, reason: "a stored origin has \(bytes.count) bytes, not 16")
+        }
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        for index in 0..<8 {
+            high = high << 8 | UInt64(bytes[index])
+            low = low << 8 | UInt64(bytes[8 + index])
+        }
+        return Version(hlc: HLCTimestamp(rawValue: UInt64(bitPattern: hlc)), origin: ReplicaID(high: high, low: low))
+    }
+}

@@ -24,28 +24,38 @@ struct DuplicateLeadRule {
     private static let pointingSQL = "SELECT id FROM leads WHERE canonical_id = ?"
     private static let groupSQL = "SELECT id, canonical_id FROM leads WHERE store = ?1 AND phone_normalized = ?2"
 
-    private struct GroupKey: Hashable, Comparable {
+    struct GroupKey: Hashable {
         var store: String
         var phone: String
-        static func < (lhs: GroupKey, rhs: GroupKey) -> Bool { (lhs.store, lhs.phone) < (rhs.store, rhs.phone) }
     }
 
-    /// Re-links the groups of leads a batch inserted or whose store or phone it changed.
+    /// The group key a batch's row carries (its store and normalised phone), if it has both.
+    static func key(of row: RowChange, store: Int?, phone: Int?) -> GroupKey? {
+        guard case .text(let storeID)? = row.cell(store)?.value, case .text(let number)? = row.cell(phone)?.value,
+              !number.isEmpty else { return nil }
+        return GroupKey(store: storeID, phone: number)
+    }
+
+    /// Re-links the group of a lead the batch inserted; its key comes from the batch's cells
+    /// (what the row now holds), which saves a lookup per new lead. A lead new here has no
+    /// duplicates pointing to it from another group (any lead pointing to it shares its phone).
     /// Returns (links written, reviews written).
-    func apply(changed leads: [String], in tx: WriteTransaction) throws -> (Int, Int) {
-        let database = tx.database
-        var groups: Set<GroupKey> = []
-        var touched: Set<String> = []
-        for lead in leads where touched.insert(lead).inserted {
-            if let key = try groupKey(of: lead, database) { groups.insert(key) }
-            // A canonical lead that moved away leaves its former duplicates to re-link.
-            for row in try database.fetchAll(Self.pointingSQL, [.text(lead)]) {
-                if let member = row[0].textValue, let key = try groupKey(of: member, database) { groups.insert(key) }
-            }
+    func inserted(_ key: GroupKey?, in tx: RuleContext) throws -> (Int, Int) {
+        guard let key else { return (0, 0) }
+        return try relink(key, tx)
+    }
+
+    /// Re-links the groups a lead whose store or phone changed left and joined.
+    func moved(_ lead: String, in tx: RuleContext) throws -> (Int, Int) {
+        var groups: [GroupKey] = []
+        if let key = try groupKey(of: lead, tx) { groups.append(key) }
+        // A canonical lead that moved away leaves its former duplicates to re-link.
+        for row in try tx.rows("duplicates.pointing", Self.pointingSQL, [.text(lead)]) {
+            if let member = row[0].textValue, let key = try groupKey(of: member, tx), !groups.contains(key) { groups.append(key) }
         }
         var links = 0
         var reviews = 0
-        for key in groups.sorted() {
+        for key in groups {
             let (written, logged) = try relink(key, tx)
             links += written
             reviews += logged
@@ -53,8 +63,8 @@ struct DuplicateLeadRule {
         return (links, reviews)
     }
 
-    private func groupKey(of lead: String, _ database: Database) throws -> GroupKey? {
-        guard let row = try database.fetchAll(Self.keySQL, [.text(lead)]).first,
+    private func groupKey(of lead: String, _ tx: RuleContext) throws -> GroupKey? {
+        guard let row = try tx.rows("duplicates.key", Self.keySQL, [.text(lead)]).first,
               let store = row[0].textValue, let phone = row[1].textValue, !phone.isEmpty else { return nil }
         return GroupKey(store: store, phone: phone)
     }
@@ -65,13 +75,24 @@ struct DuplicateLeadRule {
         var life: Version
     }
 
-    private func relink(_ key: GroupKey, _ tx: WriteTransaction) throws -> (Int, Int) {
+    private func relink(_ key: GroupKey, _ tx: RuleContext) throws -> (Int, Int) {
         let leads = RetailSchema.leads.name
+        var rows: [(id: String, canonicalID: String?)] = []
+        let group = try tx.statement("duplicates.group", Self.groupSQL)
+        try group.bind(key.store, at: 1)
+        try group.bind(key.phone, at: 2)
+        while try group.step() {
+            rows.append((group.text(at: 0) ?? "", group.text(at: 1)))
+        }
+        group.reset()
+        // A lead alone with its phone (the common case) and linked to nothing: nothing to do.
+        if rows.count == 1, rows[0].canonicalID == nil { return (0, 0) }
         var members: [Member] = []
         var newest: UInt64 = 0
-        for row in try tx.database.fetchAll(Self.groupSQL, [.text(key.store), .text(key.phone)]) {
-            guard let id = row[0].textValue, let life = try tx.lifeVersion(of: leads, primaryKey: id) else { continue }
-            members.append(Member(id: id, canonicalID: row[1].textValue, life: life))
+        for row in rows {
+            let id = row.id
+            guard let life = try tx.lifeVersion(of: leads, primaryKey: id) else { continue }
+            members.append(Member(id: id, canonicalID: row.canonicalID, life: life))
             newest = max(newest, life.hlc.rawValue)
             for column in [Column.phoneNormalized, Column.store] {
                 if let version = try tx.version(of: leads, primaryKey: id, column: column) { newest = max(newest, version.hlc.rawValue) }

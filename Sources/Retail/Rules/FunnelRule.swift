@@ -37,27 +37,47 @@ struct FunnelRule {
         WHERE lead = ? ORDER BY hlc, origin
         """
     private static let leadSQL = "SELECT stage, store FROM leads WHERE id = ?"
+    private static let reachedValue = Value.text(FunnelStage.reached.rawValue)
 
-    /// Records the stage writes of a batch's lead rows; returns the leads with a write not seen before.
-    func record(_ changes: TableChanges, in tx: WriteTransaction) throws -> [String] {
-        guard let stageIndex = changes.index(of: Column.stage) else { return [] }
-        let previousIndex = changes.index(of: Column.previousStage)
-        let database = tx.database
-        let statement = try database.cachedStatement(Self.recordSQL)
-        var leads: [String] = []
-        for row in changes.rows where !row.isDeleted {
-            guard let stage = row.cell(stageIndex) else { continue }
-            let previous = row.cell(previousIndex).flatMap { $0.version == stage.version ? $0 : nil }
-            try statement.bind([
-                .text(row.primaryKey), .integer(Int64(bitPattern: stage.version.hlc.rawValue)), .blob(stage.version.origin.bytes),
-                stage.value, previous?.value ?? .null, .integer(previous == nil ? 0 : 1),
-                .integer(RulesOrigin.isRules(stage.version.origin) ? 1 : 0),
-            ])
-            try statement.step()
-            statement.reset()
-            if database.changes > 0 { leads.append(row.primaryKey) }
+    /// Where a batch names the lead columns the rule reads.
+    struct Columns {
+        var stage: Int?
+        var previous: Int?
+
+        init(_ changes: TableChanges) {
+            stage = changes.index(of: Column.stage)
+            previous = changes.index(of: Column.previousStage)
         }
-        return leads
+    }
+
+    /// Records the stage write a batch's lead row carries; returns whether the lead needs
+    /// evaluating: a write not seen before, except the creation of a lead at reached and a
+    /// valid step of a lead the batch created (its only write here, which is its stage: nothing
+    /// to correct or log; the common cases made cheap).
+    func record(_ row: RowChange, _ columns: Columns, inserted: Bool, in tx: RuleContext) throws -> Bool {
+        guard !row.isDeleted, let stage = row.cell(columns.stage) else { return false }
+        let previous = row.cell(columns.previous).flatMap { $0.version == stage.version ? $0 : nil }
+        let trusted = RulesOrigin.isRules(stage.version.origin)
+        // A lead's creation at reached changes nothing the rule computes (the funnel starts there
+        // and nothing is below it): not recording it saves a write per new lead.
+        if stage.version == row.lifeVersion, stage.value == Self.reachedValue, previous?.value.isNull ?? true, !trusted { return false }
+        let database = tx.database
+        let statement = try tx.statement("funnel.record", Self.recordSQL)
+        try statement.bind(row.primaryKey, at: 1)
+        try statement.bind(Int64(bitPattern: stage.version.hlc.rawValue), at: 2)
+        try statement.bind(stage.version.origin.bytes, at: 3)
+        try statement.bind(stage.value, at: 4)
+        try statement.bind(previous?.value ?? .null, at: 5)
+        try statement.bind(Int64(previous == nil ? 0 : 1), at: 6)
+        try statement.bind(Int64(trusted ? 1 : 0), at: 7)
+        try statement.step()
+        statement.reset()
+        guard database.changes > 0 else { return false }
+        if inserted && (trusted || Self.isValidStep(stage: stage.value.textValue, previous: previous?.value.textValue,
+                                                    previousKnown: previous != nil)) {
+            return false
+        }
+        return true
     }
 
     private struct Write {
@@ -70,28 +90,34 @@ struct FunnelRule {
         var trusted: Bool
 
         /// A move the funnel allows (judged from the write alone).
-        var isValidStep: Bool {
-            guard let stage else { return false }
-            guard previousKnown else { return true }
-            if previousText != nil && previous == nil { return false }
-            return FunnelStage.isStep(from: previous, to: stage)
-        }
+        var isValidStep: Bool { FunnelRule.isValidStep(stage: stageText, previous: previousText, previousKnown: previousKnown) }
+    }
+
+    /// Whether a stage write is one allowed step from the `previous_stage` written with it; a
+    /// write that does not say where it moved from is taken as one.
+    static func isValidStep(stage stageText: String?, previous previousText: String?, previousKnown: Bool) -> Bool {
+        guard let stage = stageText.flatMap(FunnelStage.init(name:)) else { return false }
+        guard previousKnown else { return true }
+        guard let previousText else { return FunnelStage.isStep(from: nil, to: stage) }
+        guard let previous = FunnelStage(name: previousText) else { return false }
+        return FunnelStage.isStep(from: previous, to: stage)
     }
 
     /// Brings one lead's stage to the furthest stage reached and logs what the writes did.
     /// Returns (compensated, reviews written).
-    func evaluate(lead: String, in tx: WriteTransaction) throws -> (Bool, Int) {
-        let database = tx.database
-        guard let current = try database.fetchAll(Self.leadSQL, [.text(lead)]).first,
+    func evaluate(lead: String, in tx: RuleContext) throws -> (Bool, Int) {
+        guard let current = try tx.rows("funnel.lead", Self.leadSQL, [.text(lead)]).first,
               let currentVersion = try tx.version(of: RetailSchema.leads.name, primaryKey: lead, column: Column.stage) else {
             return (false, 0)
         }
         var writes: [Write] = []
-        try database.cachedStatement(Self.historySQL).forEachRow([.text(lead)]) { row in
+        try tx.statement("funnel.history", Self.historySQL).forEachRow([.text(lead)]) { row in
             let stageText = row.text(2)
             let previousText = row.text(3)
             writes.append(Write(
-                version: Version(hlc: HLCTimestamp(rawValue: UInt64(bitPattern: row.int64(0))), origin: try ReplicaID(bytes: row.blob(1))),
+                version: try row.withBlob(1) { bytes throws(SyncError) in
+                    try Version.stored(hlc: row.int64(0), origin: bytes, table: "rules_funnel_writes")
+                },
                 stageText: stageText, stage: stageText.flatMap(FunnelStage.init(name:)),
                 previous: previousText.flatMap(FunnelStage.init(name:)), previousText: previousText,
                 previousKnown: row.int64(4) != 0, trusted: row.int64(5) != 0))
@@ -165,7 +191,7 @@ struct Review {
     var other: Version?
 
     /// Writes the review unless it is already there; returns 1 when it was new.
-    func write(in tx: WriteTransaction) throws -> Int {
+    func write(in tx: RuleContext) throws -> Int {
         let atMs = Int64(cause.hlc.milliseconds)
         var fields = [rule, store ?? "", "leads", lead, action, detail, "\(atMs)", cause.description]
         if let other { fields.append(other.description) }

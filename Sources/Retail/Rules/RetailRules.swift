@@ -39,6 +39,8 @@ public struct RetailRules: Sendable {
     private let stock = StockPromotionRule()
     /// Whether the rules' state was checked against the replica's data (once per instance).
     private let installed = LockBox(false)
+    /// The rules' prepared statements, for the connection they last judged a batch on.
+    private let statements = LockBox<StatementCache?>(nil)
 
     /// Rules that prepare their tables in the first merge they judge (see `install(on:)`).
     public init() {}
@@ -69,45 +71,67 @@ public struct RetailRules: Sendable {
             try RuleTables.install(in: tx)
             installed.withLockedValue { $0 = true }
         }
-        var outcome = Outcome()
-        for changes in changeset.tables {
-            switch changes.table {
-            case RetailSchema.leads.name:
-                for lead in try funnel.record(changes, in: tx) {
-                    let (compensated, reviews) = try funnel.evaluate(lead: lead, in: tx)
-                    if compensated { outcome.stageCompensations += 1 }
-                    outcome.reviews += reviews
-                }
-            case RetailSchema.inventorySignals.name:
-                outcome.promotions += try stock.apply(Self.signals(in: changes), in: tx)
-            default:
-                continue
+        return try statements.withLockedValue { cache in
+            let database = tx.database
+            let current: StatementCache
+            if let cache, cache.database === database {
+                current = cache
+            } else {
+                current = StatementCache(database)
+                cache = current
             }
+            let context = RuleContext(tx: tx, statements: current)
+            var outcome = Outcome()
+            for changes in changeset.tables {
+                switch changes.table {
+                case RetailSchema.leads.name:
+                    try judgeLeads(changes, result: result, context, into: &outcome)
+                case RetailSchema.inventorySignals.name:
+                    outcome.promotions += try stock.apply(Self.signals(in: changes), in: context)
+                default:
+                    continue
+                }
+            }
+            return outcome
         }
-        let regrouped = Self.leadsWithNewKeys(result)
-        if !regrouped.isEmpty {
-            let (links, reviews) = try duplicates.apply(changed: regrouped, in: tx)
-            outcome.duplicateLinks += links
-            outcome.reviews += reviews
-        }
-        return outcome
     }
 
     private static let storeColumn = RetailSchema.leads.columnIndex(of: Column.store)
     private static let phoneColumn = RetailSchema.leads.columnIndex(of: Column.phoneNormalized)
 
-    /// Leads the batch inserted, or whose store or normalised phone it changed.
-    private static func leadsWithNewKeys(_ result: ApplyResult) -> [String] {
-        result.changedRows.compactMap { change in
-            guard change.table == RetailSchema.leads.name else { return nil }
-            switch change.outcome {
-            case .inserted:
-                return change.primaryKey
-            case .updated(let columns):
-                return columns.contains(where: { $0 == storeColumn || $0 == phoneColumn }) ? change.primaryKey : nil
-            case .unchanged, .deleted, .tombstoned:
-                return nil
+    /// The funnel and duplicate rules over a batch's lead rows, one row at a time. What the
+    /// merge did to each row is read off `result.changedRows`, which lists the changed rows in
+    /// the order the batch carries them, so the two walk in step (no lookups, no hashing).
+    private func judgeLeads(_ changes: TableChanges, result: ApplyResult, _ tx: RuleContext, into outcome: inout Outcome) throws {
+        let columns = FunnelRule.Columns(changes)
+        let store = changes.index(of: Column.store)
+        let phone = changes.index(of: Column.phoneNormalized)
+        let changed = result.changedRows
+        var next = 0
+        for row in changes.rows {
+            while next < changed.count && changed[next].table != RetailSchema.leads.name { next += 1 }
+            var rowOutcome = RowOutcome.unchanged
+            if next < changed.count && changed[next].primaryKey == row.primaryKey {
+                rowOutcome = changed[next].outcome
+                next += 1
             }
+            if try funnel.record(row, columns, inserted: rowOutcome == .inserted, in: tx) {
+                let (compensated, reviews) = try funnel.evaluate(lead: row.primaryKey, in: tx)
+                if compensated { outcome.stageCompensations += 1 }
+                outcome.reviews += reviews
+            }
+            var links = 0
+            var reviews = 0
+            switch rowOutcome {
+            case .inserted:
+                (links, reviews) = try duplicates.inserted(DuplicateLeadRule.key(of: row, store: store, phone: phone), in: tx)
+            case .updated(let changedColumns) where changedColumns.contains(where: { $0 == Self.storeColumn || $0 == Self.phoneColumn }):
+                (links, reviews) = try duplicates.moved(row.primaryKey, in: tx)
+            default:
+                break
+            }
+            outcome.duplicateLinks += links
+            outcome.reviews += reviews
         }
     }
 
@@ -187,9 +211,10 @@ enum RuleTables {
                 .append(StockEvent(signal: key, version: version, kind: signal.kind, quantity: signal.quantity))
         }
         let rule = StockPromotionRule()
+        let context = RuleContext(tx: tx, statements: StatementCache(database))
         for key in pairs.keys.sorted() {
             let threshold = try database.fetchScalar("SELECT min_quantity FROM thresholds WHERE id = ?", [.text("\(key.store)/\(key.sku)")])?.integerValue
-            _ = try rule.fold((pairs[key] ?? []).sorted(by: StockEvent.inOrder), into: key, threshold: threshold, tx)
+            _ = try rule.fold((pairs[key] ?? []).sorted(by: StockEvent.inOrder), into: key, threshold: threshold, context)
         }
     }
 }

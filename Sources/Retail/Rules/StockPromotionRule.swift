@@ -84,17 +84,23 @@ struct StockPromotionRule {
     }
 
     /// Folds the batch's new signals into their pairs' histories; returns how many suggestions it issued.
-    func apply(_ arrived: [ArrivedSignal], in tx: WriteTransaction) throws -> Int {
+    func apply(_ arrived: [ArrivedSignal], in tx: RuleContext) throws -> Int {
         var pairs: [PairKey: [StockEvent]] = [:]
         for signal in arrived { pairs[PairKey(store: signal.store, sku: signal.sku), default: []].append(signal.event) }
         var issued = 0
-        for key in pairs.keys.sorted() {
-            let events = (pairs[key] ?? []).sorted(by: StockEvent.inOrder)
-            let threshold = try currentThreshold(key, tx)
-            let crossings = try fold(events, into: key, threshold: threshold?.minimum, tx)
-            guard let threshold else { continue }
-            for crossing in crossings where crossing.version > threshold.version {
-                issued += try issue(crossing, of: key, threshold: threshold.minimum, tx)
+        let thresholdOf = try tx.statement("threshold", Self.thresholdSQL)
+        for (key, arrivals) in pairs {
+            let events = arrivals.count == 1 ? arrivals : arrivals.sorted(by: StockEvent.inOrder)
+            try thresholdOf.bind(key.thresholdID, at: 1)
+            let minimum: Int64? = try thresholdOf.step() ? thresholdOf.value(at: 0).integerValue : nil
+            thresholdOf.reset()
+            let crossings = try fold(events, into: key, threshold: minimum, tx)
+            guard let minimum, !crossings.isEmpty,
+                  let setAt = try tx.version(of: RetailSchema.thresholds.name, primaryKey: key.thresholdID, column: Column.minQuantity) else {
+                continue
+            }
+            for crossing in crossings where crossing.version > setAt {
+                issued += try issue(crossing, of: key, threshold: minimum, tx)
             }
         }
         return issued
@@ -103,16 +109,9 @@ struct StockPromotionRule {
     struct PairKey: Hashable, Comparable {
         var store: String
         var sku: String
+        /// The key of the pair's `thresholds` row.
+        var thresholdID: String { "\(store)/\(sku)" }
         static func < (lhs: PairKey, rhs: PairKey) -> Bool { (lhs.store, lhs.sku) < (rhs.store, rhs.sku) }
-    }
-
-    private func currentThreshold(_ key: PairKey, _ tx: WriteTransaction) throws -> (minimum: Int64, version: Version)? {
-        let id = "\(key.store)/\(key.sku)"
-        guard let minimum = try tx.database.fetchScalar(Self.thresholdSQL, [.text(id)])?.integerValue,
-              let version = try tx.version(of: RetailSchema.thresholds.name, primaryKey: id, column: Column.minQuantity) else {
-            return nil
-        }
-        return (minimum, version)
     }
 
     /// The stored state after one event.
@@ -134,20 +133,23 @@ struct StockPromotionRule {
     }
 
     private static func version(_ statement: Statement, at index: Int32) throws -> Version {
-        Version(hlc: HLCTimestamp(rawValue: UInt64(bitPattern: statement.int64(at: index))), origin: try ReplicaID(bytes: statement.blob(at: index + 1)))
+        let hlc = statement.int64(at: index)
+        return try statement.withBlob(at: index + 1) { bytes throws(SyncError) in
+            try Version.stored(hlc: hlc, origin: bytes, table: "rules_stock_events")
+        }
     }
 
     /// Adds `events` (sorted, new or re-delivered) to the pair's history and returns the crossings
     /// the fold found among the events it (re)visited.
-    func fold(_ events: [StockEvent], into key: PairKey, threshold: Int64?, _ tx: WriteTransaction) throws -> [Crossing] {
+    func fold(_ events: [StockEvent], into key: PairKey, threshold: Int64?, _ tx: RuleContext) throws -> [Crossing] {
         guard let first = events.first, let lastEvent = events.last else { return [] }
         let database = tx.database
-        let last = try database.cachedStatement(Self.lastSQL)
+        let last = try tx.statement("stock.last", Self.lastSQL)
         try last.bind([.text(key.store), .text(key.sku)])
         let tail: (version: Version, snapshot: Snapshot?)? = try last.step()
             ? (try Self.version(last, at: 0), Self.snapshot(last, from: 2)) : nil
         last.reset()
-        let insert = try database.cachedStatement(Self.insertSQL)
+        let insert = try tx.statement("stock.insert", Self.insertSQL)
         var crossings: [Crossing] = []
 
         if tail == nil || (tail.map { $0.version < first.version && $0.snapshot?.threshold == threshold } ?? false) {
@@ -204,11 +206,10 @@ struct StockPromotionRule {
 
     /// Re-folds the pair from `start` (nil: from its first event) to the end, or until a state
     /// after the last new event equals the stored one (everything after it is then unchanged).
-    private func refold(_ key: PairKey, from start: Version?, lastNew: Version, threshold: Int64?, _ tx: WriteTransaction) throws -> [Crossing] {
-        let database = tx.database
+    private func refold(_ key: PairKey, from start: Version?, lastNew: Version, threshold: Int64?, _ tx: RuleContext) throws -> [Crossing] {
         var fold = StockFold()
         if let start {
-            let before = try database.cachedStatement(Self.beforeSQL)
+            let before = try tx.statement("stock.before", Self.beforeSQL)
             try before.bind([.text(key.store), .text(key.sku)])
             try Self.bind(start, before, at: 3)
             if try before.step(), let snapshot = Self.snapshot(before, from: 2) { fold = snapshot.fold }
@@ -222,7 +223,7 @@ struct StockPromotionRule {
             var snapshot: Snapshot?
         }
         var rows: [Stored] = []
-        let scan = try database.cachedStatement(Self.fromSQL)
+        let scan = try tx.statement("stock.from", Self.fromSQL)
         try scan.bind([.text(key.store), .text(key.sku)])
         try Self.bind(start ?? Version(hlc: .zero, origin: .none), scan, at: 3)
         while try scan.step() {
@@ -231,7 +232,7 @@ struct StockPromotionRule {
                                snapshot: Self.snapshot(scan, from: 5)))
         }
         scan.reset()
-        let update = try database.cachedStatement(Self.snapshotSQL)
+        let update = try tx.statement("stock.snapshot", Self.snapshotSQL)
         var crossings: [Crossing] = []
         for row in rows {
             let crossed = fold.apply(row.kind, row.quantity, threshold: threshold)
@@ -253,20 +254,19 @@ struct StockPromotionRule {
 
     // MARK: Issuing suggestions
 
-    private func issue(_ crossing: Crossing, of key: PairKey, threshold: Int64, _ tx: WriteTransaction) throws -> Int {
-        let database = tx.database
-        guard try database.fetchScalar(Self.issuedSQL, [.text(key.store), .text(key.sku), .text(crossing.signal)]) == nil,
-              let source = try database.fetchAll(Self.storeSQL, [.text(key.store)]).first,
+    private func issue(_ crossing: Crossing, of key: PairKey, threshold: Int64, _ tx: RuleContext) throws -> Int {
+        guard try tx.scalar("issued", Self.issuedSQL, [.text(key.store), .text(key.sku), .text(crossing.signal)]) == nil,
+              let source = try tx.rows("store", Self.storeSQL, [.text(key.store)]).first,
               let latitude = source[1].realValue, let longitude = source[2].realValue else {
             return 0
         }
         var candidates: [(store: String, meters: Int64)] = []
-        for row in try database.fetchAll(Self.neighboursSQL, [source[0], .text(key.store)]) {
+        for row in try tx.rows("neighbours", Self.neighboursSQL, [source[0], .text(key.store)]) {
             guard let store = row[0].textValue, let lat = row[1].realValue, let lon = row[2].realValue else { continue }
             candidates.append((store, Self.meters(from: (latitude, longitude), to: (lat, lon))))
         }
         candidates.sort { $0.meters != $1.meters ? $0.meters < $1.meters : $0.store < $1.store }
-        let stockAsOf = try database.cachedStatement(Self.stockAsOfSQL)
+        let stockAsOf = try tx.statement("stock.stockAsOf", Self.stockAsOfSQL)
         var issued = 0
         for candidate in candidates where issued < Self.targetCount {
             try stockAsOf.bind([.text(candidate.store), .text(key.sku)])
