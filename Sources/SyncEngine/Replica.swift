@@ -74,12 +74,16 @@ public final class Replica: Sendable {
             offsetMilliseconds: offset)
         let localSite = try storage { try sites.number(for: id) }
         let context = WriteContext(database: database, sites: sites, clock: clock, localSite: localSite, sequence: sequence)
-        self.core = LockBox(ReplicaCore(database: database, context: context, tables: tables))
+        self.core = LockBox(try storage { try ReplicaCore(database: database, context: context, tables: tables) })
     }
 
     /// The highest local sequence number: every change this replica holds is at or below it.
     public var latestSequence: UInt64 {
-        core.withLockedValue { $0.context.sequence }
+        core.withLockedValue { core in
+            // Another process may have written the file (a guide's command beside a live sync).
+            try? core.refreshIfOthersWrote()
+            return core.context.sequence
+        }
     }
 
     // MARK: Local writes
@@ -175,7 +179,8 @@ public final class Replica: Sendable {
         scope: (any RowScope)? = nil
     ) throws -> ChangeBatch {
         try core.withLockedValue { core in
-            try readChanges(database: core.database, tables: core.tables, sites: core.context.sites, since: sequence,
+            try storage { try core.refreshIfOthersWrote() }
+            return try readChanges(database: core.database, tables: core.tables, sites: core.context.sites, since: sequence,
                             limit: max(1, limit), excluding: peer, onlyLocalWrites: onlyLocalWrites, scope: scope, localID: id,
                             latestSequence: { core.context.sequence })
         }
@@ -284,11 +289,38 @@ final class ReplicaCore {
     let tables: [any ReplicatedTable]
     let tablesByName: [TableName: any ReplicatedTable]
 
-    init(database: Database, context: WriteContext, tables: [any ReplicatedTable]) {
+    /// SQLite's `data_version` as this connection last saw it: it changes when another
+    /// connection (another process) commits to the file.
+    private var dataVersion: Int64
+
+    init(database: Database, context: WriteContext, tables: [any ReplicatedTable]) throws {
         self.database = database
         self.context = context
         self.tables = tables
         self.tablesByName = Dictionary(uniqueKeysWithValues: tables.map { ($0.schema.name, $0) })
+        self.dataVersion = try database.fetchScalar("PRAGMA data_version")?.integerValue ?? 0
+    }
+
+    /// Catches up with commits made by other connections to the same file since this one last
+    /// looked: the sequence counter, the clock and the site numbers live in memory, and two
+    /// processes writing one replica (`storesync sync --live` beside a guide's `lead add`) would
+    /// otherwise hand out the same sequence numbers and clock readings. Cheap when nobody else
+    /// wrote: one pragma. Inside a write transaction the file is locked, so what it reads holds
+    /// until the commit.
+    func refreshIfOthersWrote() throws {
+        let current = try database.cachedStatement("PRAGMA data_version").fetchOne()?.first?.integerValue ?? 0
+        guard current != dataVersion else { return }
+        dataVersion = current
+        var sequence: UInt64 = 0
+        var highestHLC: UInt64 = 0
+        for table in tables {
+            let mark = try table.sequenceAndClockHighWater()
+            sequence = max(sequence, mark.sequence)
+            highestHLC = max(highestHLC, mark.hlc)
+        }
+        context.raiseSequence(to: sequence)
+        context.clock.raise(to: HLCTimestamp(rawValue: highestHLC))
+        try context.sites.reload()
     }
 
     func table(_ name: TableName) throws(SyncError) -> any ReplicatedTable {
@@ -300,12 +332,19 @@ final class ReplicaCore {
     func transaction<T>(_ body: (WriteContext) throws -> T) throws -> T {
         let sequence = context.sequence
         do {
-            let result = try storage { try database.transaction(.immediate) { try body(context) } }
+            let result = try storage {
+                try database.transaction(.immediate) {
+                    try refreshIfOthersWrote()
+                    return try body(context)
+                }
+            }
             context.sites.transactionCommitted()
             return result
         } catch {
             context.resetSequence(to: sequence)
             context.sites.transactionRolledBack()
+            // What a refresh inside the failed transaction learnt was rolled back with it.
+            dataVersion = Int64.min
             throw error
         }
     }

@@ -112,6 +112,9 @@ final class WriteContext {
     /// Restores the counter after a rolled-back transaction.
     func resetSequence(to value: UInt64) { sequence = value }
 
+    /// Moves the counter up to what another connection committed (never down).
+    func raiseSequence(to value: UInt64) { sequence = max(sequence, value) }
+
     /// A version for a local write that orders after `floor` (the versions it overwrites),
     /// so a replica's own write always beats what it replaces, even after the wall clock stepped back.
     func stamp(after floor: UInt64 = 0) -> UInt64 {

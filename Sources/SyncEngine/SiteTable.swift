@@ -42,6 +42,13 @@ final class SiteTable {
             lastLookup = (id, number)
             return number
         }
+        // Another connection may have registered sites since we loaded ours (even this one):
+        // the caller holds the write lock, so what we read now is what we insert after.
+        try reload()
+        if let number = numbers[id] {
+            lastLookup = (id, number)
+            return number
+        }
         let number = UInt32(ids.count)
         try database.run("INSERT INTO sync_sites (site, replica) VALUES (?, ?)", [.integer(Int64(number)), .blob(id.bytes)])
         numbers[id] = number
