@@ -95,7 +95,8 @@ public enum RetailSchema {
     /// - `subject_table`, `subject_id`: the row concerned (a lead).
     /// - `action`: `stage_skip_refused`, `stage_regress_refused`, `won_lost_conflict` or `duplicate_lead`.
     /// - `detail`: a short explanation without personal data. `at_ms`: the time of the write that caused it.
-    /// Key: `R-` and 32 hex digits of a SHA-256 over the rest, so every hub derives the same key.
+    /// Key: `R-` and 32 hex digits of a SHA-256 over its columns and the version of the write that
+    /// caused it, so every hub derives the same key.
     public static let ruleReviews = table("rule_reviews", .insertOnly, [
         ("rule", .text), ("store", .text), ("subject_table", .text), ("subject_id", .text),
         ("action", .text), ("detail", .text), ("at_ms", .integer),

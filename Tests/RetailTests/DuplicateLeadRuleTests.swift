@@ -101,6 +101,42 @@ final class DuplicateLeadRuleTests: XCTestCase {
         XCTAssertEqual(try reopened.replica.count("SELECT count(*) FROM rule_reviews"), 2)
     }
 
+    /// A phone corrected later moves a lead between groups: it joins the group of its new phone,
+    /// and when it was the canonical lead of its old group, the others there re-link.
+    func testAPhoneChangeMovesALeadBetweenGroups() throws {
+        let factory = try ReplicaFactory(self)
+        let clock = TestClock(testEpoch)
+        let terminal = try factory.open("t", clock: clock)
+        let hub = try RulesHub(try factory.open("hub", clock: TestClock(testEpoch + 3_600_000)))
+        func add(_ phone: String) throws -> String {
+            clock.advance(by: 1_000)
+            return try Leads.add(LeadDraft(customerName: "Customer", phone: phone), store: "S1", in: terminal, now: clock.nowMs)
+        }
+        let first = try add("+86 138 0000 0001")
+        let second = try add("+86 138 0000 0001")
+        let third = try add("+86 138 0000 0001")
+        let other = try add("+86 139 0000 0009")
+        var mark: UInt64 = 0
+        func sync() throws {
+            try hub.push(try terminal.push(since: mark))
+            mark = terminal.latestSequence
+        }
+        func links() throws -> [String: String?] {
+            Dictionary(uniqueKeysWithValues: try hub.replica.rows("SELECT id, canonical_id FROM leads").map { ($0[0].textValue ?? "", $0[1].textValue) })
+        }
+        try sync()
+        XCTAssertEqual(try links(), [first: nil, second: first, third: first, other: nil])
+
+        // The canonical lead's phone was mistyped: it joins `other`'s group, where its life
+        // (created before `other`) makes it canonical; its old group re-links to second.
+        clock.advance(by: 1_000)
+        try Leads.update(first, LeadChanges(phone: "+86 139 0000 0009"), store: "S1", in: terminal)
+        try sync()
+        XCTAssertEqual(try links(), [first: nil, second: nil, third: second, other: first])
+        XCTAssertEqual(try hub.replica.count("SELECT count(*) FROM rule_reviews WHERE action = 'duplicate_lead'"), 3,
+                       "second and third were found duplicates, then other")
+    }
+
     private func permutations(_ items: [Int]) -> [[Int]] {
         guard items.count > 1 else { return [items] }
         return items.indices.flatMap { index -> [[Int]] in
