@@ -48,6 +48,8 @@ public final class HubServer: Sendable {
     private let sessions = LockBox<[UInt64: HubSession]>([:])
     private let sweeper = LockBox<(any DispatchSourceTimer)?>(nil)
     private let stopped = Mutex(false)
+    /// The highest sequence live sessions were told about (by a merge or an announcement).
+    private let announced: LockBox<UInt64>
     private let logger: Logger
 
     /// Binds the listening socket; `start()` begins accepting. `scopes` decides what each peer
@@ -57,6 +59,7 @@ public final class HubServer: Sendable {
         rules: (any CentralRules)? = nil, views: (any ViewProvider)? = nil, logger: Logger
     ) throws {
         self.logger = logger
+        self.announced = LockBox(replica.latestSequence)
         var readers: [HubContext.ReaderSlot] = []
         for index in 0..<max(1, configuration.readerCount) {
             readers.append(HubContext.ReaderSlot(
@@ -64,9 +67,11 @@ public final class HubServer: Sendable {
                 queue: DispatchQueue(label: "storesync.hub.reader.\(index)")))
         }
         let sessions = self.sessions
+        let announced = self.announced
         let mergeQueue = MergeQueue(replica: replica, rules: rules, logger: logger.child("merge")) { since, latest in
             // Fan the news out to the live sessions whose scope it concerns; each sends at most
             // one NOTIFY until it pulls again.
+            announced.withLockedValue { $0 = max($0, latest) }
             let committed = HubServer.committedRows(replica, since: since, latest: latest)
             let live = sessions.withLockedValue { Array($0.values) }
             for session in live { session.liveUpdate(latest: latest, committed: committed) }
@@ -96,10 +101,20 @@ public final class HubServer: Sendable {
     public var sessionCount: Int { sessions.withLockedValue { $0.count } }
 
     /// Tells live sessions that the replica changed outside the hub's own merges (a relay that
-    /// pulled from upstream, a local write): each pulls what is new in its scope.
+    /// pulled from upstream, an operator's command on the hub's file): the commits since the
+    /// last announcement are read back like a merge's, so only the sessions whose scope they
+    /// concern pull. Call it whenever the file may have changed; an announcement of nothing new
+    /// does nothing.
     public func announce(latestSequence: UInt64) {
+        let since = announced.withLockedValue { announced -> UInt64? in
+            guard latestSequence > announced else { return nil }
+            defer { announced = latestSequence }
+            return announced
+        }
+        guard let since else { return }
+        let committed = HubServer.committedRows(context.replica, since: since, latest: latestSequence)
         let live = sessions.withLockedValue { Array($0.values) }
-        for session in live { session.liveUpdate(latest: latestSequence) }
+        for session in live { session.liveUpdate(latest: latestSequence, committed: committed) }
     }
 
     public func start() {

@@ -62,8 +62,8 @@ final class HubSession: Sendable {
             connection.send(.pong(nonce: nonce))
         case (.ready, .pong):
             return
-        case (.ready(_, let role, _), .viewRequest(let request)):
-            view(request, role: role)
+        case (.ready(_, let role, let scope), .viewRequest(let request)):
+            view(request, role: role, scope: scope)
         case (.ready, .error(let error)):
             logger.info("client reported an error", [("session", "\(connection.id)"), ("code", "\(error.code.rawValue)")])
             close()
@@ -181,10 +181,10 @@ final class HubSession: Sendable {
     /// Rows per VIEW_ROWS chunk: keeps frames small whatever the view's size.
     static let viewRowsPerChunk = 1_000
 
-    /// Consolidated views are for hubs and HQ's analysts, never for a store's terminal.
-    private func view(_ request: ViewRequest, role: Role) {
-        guard role != .terminal else {
-            fail(.outOfScope, "views are served to hub and HQ sessions, not to terminals")
+    /// Consolidated views span the hub's whole scope: the policy says which sessions may ask.
+    private func view(_ request: ViewRequest, role: Role, scope: String) {
+        guard hub.scopes.allowsViews(role: role, scope: scope) else {
+            fail(.outOfScope, "this session may not ask for views")
             return
         }
         guard let views = hub.views else {
@@ -199,7 +199,7 @@ final class HubSession: Sendable {
                 fail(.unknownView, refusal.reason)
                 return
             } catch {
-                logger.error("view failed", [("session", "\(connection.id)"), ("view", request.view), ("error", "\(error)")])
+                logger.error("view failed", [("session", "\(connection.id)"), ("error", "\(error)")])
                 fail(.internal, "the hub could not compute the view; retry later", retryAfter: 1_000)
                 return
             }
@@ -210,7 +210,7 @@ final class HubSession: Sendable {
                                                    columns: answer.columns, rows: Array(answer.rows[start..<end]))))
                 start = end
             } while start < answer.rows.count
-            logger.info("view answered", [("session", "\(connection.id)"), ("view", request.view), ("rows", "\(answer.rows.count)")])
+            logger.info("view answered", [("session", "\(connection.id)"), ("rows", "\(answer.rows.count)")])
         }
     }
 

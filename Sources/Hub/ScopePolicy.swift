@@ -8,6 +8,14 @@ public protocol ScopePolicy: Sendable {
     /// The rows a peer with `role` may exchange under `scope`; throws `ScopeRefusal` when it may
     /// not have that scope (the session then ends with `OUT_OF_SCOPE`).
     func grant(role: Role, scope: String, peer: ReplicaID) throws -> any RowScope
+
+    /// Whether a session with this role and scope may ask for consolidated views (which span
+    /// the hub's whole scope, beyond the session's own).
+    func allowsViews(role: Role, scope: String) -> Bool
+}
+
+extension ScopePolicy {
+    public func allowsViews(role: Role, scope: String) -> Bool { role != .terminal }
 }
 
 /// Why a scope was refused; the reason reaches the peer, so it must not hold personal data.

@@ -164,6 +164,15 @@ public enum ReferenceData {
             throw RetailError.invalidValue(field: "--lon", expected: "degrees from -180 to 180")
         }
         let name = try name.map { try Identifier.text($0, field: "--name") }
+        // A store's region decides which hub holds its rows; moving it would strand its history
+        // on the old region's hub (its peers' cursors have passed it), so it is refused.
+        let current = try replica.read { database in
+            try database.fetchScalar("SELECT region FROM stores WHERE id = ?", [.text(id)])?.textValue
+        }
+        if let current, current != region {
+            throw RetailError.invalidValue(field: "--region",
+                                           expected: "\(current), the region store \(id) is registered in (stores do not move between regions)")
+        }
         var values: [ColumnName: Value] = [
             Column.region: .text(region), Column.latitude: .real(latitude), Column.longitude: .real(longitude),
         ]

@@ -129,33 +129,48 @@ public final class StoreDirectory: Sendable {
 }
 
 /// The rows of one scope, checked against a snapshot of the store directory.
+///
+/// Going out (a pull), a row is sent only when it provably belongs to the scope. Coming in (a
+/// push), the check protects the directory and other scopes without wedging an honest peer:
+/// - a terminal (`store:S`) pushes its store's rows, never `stores` rows (reference data comes
+///   from operators at hubs and HQ);
+/// - a regional hub (`region:R`) may register a store in R or update one of R's, but never a
+///   store of another region; its other rows are refused only when they concern stores known
+///   to be elsewhere. A store it registered may not be known upstream yet (its `stores` row can
+///   sit in an earlier, not yet committed push, or later in its log than the store's rows),
+///   and holding that against it would stop its relay for good. Such rows reach no other
+///   region: a region's pulls send only rows of stores registered in it.
 public struct RetailRowScope: RowScope {
     public let scope: NodeScope
     private let directory: StoreDirectory?
     private let regions: [String: String]
+    private let incoming: Bool
 
     /// `directory` is needed for a region scope (which stores are in the region); a store scope
     /// and `all` decide from the row alone.
     public init(scope: NodeScope, directory: StoreDirectory?) {
-        self.init(scope: scope, directory: directory, regions: [:])
+        self.init(scope: scope, directory: directory, regions: [:], incoming: false)
     }
 
-    private init(scope: NodeScope, directory: StoreDirectory?, regions: [String: String]) {
+    private init(scope: NodeScope, directory: StoreDirectory?, regions: [String: String], incoming: Bool) {
         self.scope = scope
         self.directory = directory
         self.regions = regions
+        self.incoming = incoming
     }
 
     public func forBatch(_ incoming: Changeset?) throws -> any RowScope {
-        guard case .region = scope else { return self }
+        guard case .region = scope else {
+            return RetailRowScope(scope: scope, directory: directory, regions: [:], incoming: incoming != nil)
+        }
         var regions = try directory?.regions() ?? [:]
-        // A pushed batch may register a store together with its first rows.
+        // A pushed batch may register a store together with its first rows (never move one).
         for table in incoming?.tables ?? [] where table.table == RetailSchema.stores.name {
-            for row in table.rows {
+            for row in table.rows where regions[row.primaryKey] == nil {
                 if let region = RowStores.region(ofStoreRow: row, columns: table.columns) { regions[row.primaryKey] = region }
             }
         }
-        return RetailRowScope(scope: scope, directory: directory, regions: regions)
+        return RetailRowScope(scope: scope, directory: directory, regions: regions, incoming: incoming != nil)
     }
 
     public func admits(_ row: RowChange, of table: TableName, columns: [ColumnName]) -> Bool {
@@ -163,12 +178,18 @@ public struct RetailRowScope: RowScope {
         case .all:
             return true
         case .store(let store):
+            if incoming && table == RetailSchema.stores.name { return false }
             return RowStores.stores(of: row, table: table, columns: columns).contains(store)
         case .region(let region):
             if table == RetailSchema.stores.name {
-                return RowStores.region(ofStoreRow: row, columns: columns) == region
+                guard RowStores.region(ofStoreRow: row, columns: columns) == region else { return false }
+                return !incoming || regions[row.primaryKey].map { $0 == region } ?? true
             }
-            return RowStores.stores(of: row, table: table, columns: columns).contains { regions[$0] == region }
+            let stores = RowStores.stores(of: row, table: table, columns: columns)
+            if incoming {
+                return !stores.isEmpty && stores.allSatisfy { regions[$0].map { $0 == region } ?? true }
+            }
+            return stores.contains { regions[$0] == region }
         }
     }
 }

@@ -40,6 +40,10 @@ public final class LiveSyncAgent: Sendable {
     public struct Backoff: Sendable {
         public var initial: Duration = .milliseconds(100)
         public var maximum: Duration = .seconds(30)
+        /// After a refusal that needs a person (OUT_OF_SCOPE, UNAUTHORISED, …): nil stops the
+        /// agent (a terminal's `sync --live`); a duration retries that often (a hub's relay to
+        /// HQ, which must resume by itself once the operator fixed the cause).
+        public var retryAfterRefusal: Duration?
         public init() {}
 
         /// Full jitter: a random wait up to the exponential bound, so a hub restart does not
@@ -113,11 +117,15 @@ public final class LiveSyncAgent: Sendable {
             } catch let failure {
                 onEvent(.disconnected(failure))
                 if failure.kind == .local && failure.message == "stopped" { return }
-                if failure.isPermanent {
-                    logger.error("the hub refused this replica; not retrying", [("error", "\(failure)")])
-                    return
-                }
                 var wait = backoff.delay(attempt: attempt)
+                if failure.isPermanent {
+                    guard let retry = backoff.retryAfterRefusal else {
+                        logger.error("the hub refused this replica; not retrying", [("error", "\(failure)")])
+                        return
+                    }
+                    logger.error("the hub refused this replica; retrying later", [("error", "\(failure)")])
+                    wait = retry
+                }
                 if let retry = failure.retryAfterMilliseconds { wait = max(wait, .milliseconds(Int(retry))) }
                 attempt += 1
                 logger.info("sync session ended; reconnecting", [("error", "\(failure)"), ("in_ms", "\(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)")])

@@ -105,4 +105,46 @@ final class RetailScopeTests: XCTestCase {
         XCTAssertFalse(try north.forBatch(nil).admits(sale, of: RetailSchema.sales.name, columns: saleColumns))
         XCTAssertTrue(try north.forBatch(incoming).admits(sale, of: RetailSchema.sales.name, columns: saleColumns))
     }
+
+    /// Pushes are judged so that no honest peer wedges and no peer moves another's stores.
+    func testPushedRowsProtectTheDirectoryWithoutWedgingARelay() throws {
+        let (replica, _) = try temporaryReplica()
+        try addStore(replica, "N1", region: "north")
+        try addStore(replica, "S1", region: "south")
+        let directory = StoreDirectory(reader: try replica.makeReader())
+        let emptyPush = Changeset(source: ReplicaID.random(), fromSequence: 0, toSequence: 1, tables: [])
+        let north = RetailRowScope(scope: .region("north"), directory: directory)
+        let northIn = try north.forBatch(emptyPush)
+        let northOut = try north.forBatch(nil)
+        let terminalIn = try RetailRowScope(scope: .store("N1"), directory: nil).forBatch(emptyPush)
+        let terminalOut = try RetailRowScope(scope: .store("N1"), directory: nil).forBatch(nil)
+
+        let (ownStore, storeColumns) = try row(RetailSchema.stores, "N1", ["region": .text("north")])
+        XCTAssertFalse(terminalIn.admits(ownStore, of: RetailSchema.stores.name, columns: storeColumns), "terminals never push reference data")
+        XCTAssertTrue(terminalOut.admits(ownStore, of: RetailSchema.stores.name, columns: storeColumns), "but receive their store's row")
+
+        let (newStore, _) = try row(RetailSchema.stores, "N9", ["region": .text("north")])
+        XCTAssertTrue(northIn.admits(newStore, of: RetailSchema.stores.name, columns: storeColumns), "a region registers a new store")
+        let (stolen, _) = try row(RetailSchema.stores, "S1", ["region": .text("north")])
+        XCTAssertFalse(northIn.admits(stolen, of: RetailSchema.stores.name, columns: storeColumns), "but never takes another region's")
+
+        let (unknownSale, saleColumns) = try row(RetailSchema.sales, "X1", ["store": .text("N9")])
+        XCTAssertTrue(northIn.admits(unknownSale, of: RetailSchema.sales.name, columns: saleColumns),
+                      "rows of a store registered below but not yet here are taken")
+        XCTAssertFalse(northOut.admits(unknownSale, of: RetailSchema.sales.name, columns: saleColumns),
+                       "and sent to no region until the store is registered in it")
+        let (foreignSale, _) = try row(RetailSchema.sales, "X2", ["store": .text("S1")])
+        XCTAssertFalse(northIn.admits(foreignSale, of: RetailSchema.sales.name, columns: saleColumns))
+        let (orphan, _) = try row(RetailSchema.sales, "X3", ["sku": .text("K1")])
+        XCTAssertFalse(northIn.admits(orphan, of: RetailSchema.sales.name, columns: saleColumns), "a row of no store")
+    }
+
+    func testAStoreDoesNotMoveBetweenRegions() throws {
+        let (replica, _) = try temporaryReplica()
+        try ReferenceData.setStore(id: "N1", region: "north", latitude: 40, longitude: 116, name: nil, in: replica)
+        try ReferenceData.setStore(id: "N1", region: "north", latitude: 40.5, longitude: 116, name: "moved across the street", in: replica)
+        let before = try replica.canonicalDump()
+        XCTAssertThrowsError(try ReferenceData.setStore(id: "N1", region: "south", latitude: 22, longitude: 113, name: nil, in: replica))
+        XCTAssertEqual(try replica.canonicalDump(), before, "the refused change wrote nothing")
+    }
 }

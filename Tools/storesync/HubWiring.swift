@@ -32,6 +32,11 @@ struct RetailScopePolicy: ScopePolicy {
         }
         return RetailRowScope(scope: requested, directory: directory)
     }
+
+    /// Views span the whole hub: only an analyst's report session may ask for them.
+    func allowsViews(role: Role, scope: String) -> Bool {
+        role != .terminal && scope == ReportScope.name
+    }
 }
 
 /// An analyst's report session exchanges no rows: it only asks for views.
@@ -69,14 +74,25 @@ final class UpstreamRelay: Sendable {
         options.role = .hub
         options.widestTableColumns = RetailSchema.widestTableColumns
         options.pushOnlyLocalWrites = false
-        agent = LiveSyncAgent(replica: replica, options: options, logger: logger) { event in
+        var backoff = LiveSyncAgent.Backoff()
+        backoff.retryAfterRefusal = .seconds(300)
+        agent = LiveSyncAgent(replica: replica, options: options, backoff: backoff, logger: logger) { event in
             switch event {
             case .connected(let hq):
-                try? replica.setSetting("upstream_replica", .blob(hq.bytes))
+                do {
+                    try replica.setSetting("upstream_replica", .blob(hq.bytes))
+                } catch {
+                    logger.warning("cannot record the upstream replica", [("error", "\(error)")])
+                }
                 logger.notice("connected upstream", [("upstream", "\(upstream)")])
             case .synced(let report):
-                try? replica.setSetting("last_sync_ms", .integer(Int64(bitPattern: replica.clock.wallMilliseconds())))
-                if report.changedRows > 0 { server.announce(latestSequence: replica.latestSequence) }
+                do {
+                    try replica.setSetting("last_sync_ms", .integer(Int64(bitPattern: replica.clock.wallMilliseconds())))
+                } catch {
+                    logger.warning("cannot record the last sync time", [("error", "\(error)")])
+                }
+                // What arrived from HQ wakes the terminals it concerns.
+                server.announce(latestSequence: replica.latestSequence)
                 logger.info("in sync upstream", [("pushed_rows", "\(report.pushedRows)"), ("pulled_rows", "\(report.pulledRows)")])
             case .disconnected(let failure):
                 logger.warning("upstream disconnected", [("error", "\(failure)")])

@@ -147,11 +147,15 @@ func runHub(_ arguments: Arguments) throws {
     }
     server.start()
     relay?.start()
+    // Operators write reference data (stores, thresholds) into a running hub's file from other
+    // processes; live sessions whose scope it concerns hear of it like of a merge.
+    let operatorWrites = try ReplicaChangeWatcher(path: path) { server.announce(latestSequence: replica.latestSequence) }
     // Scripts (and tests) read the bound port from this line when they asked for port 0.
     print("listening on \(server.boundAddress)")
     fflush(nil)
     let signal = waitForTerminationSignal()
     logger.notice("draining", [("signal", "\(signal)")])
+    operatorWrites.stop()
     relay?.stop()
     server.stop()
 }
