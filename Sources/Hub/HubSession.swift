@@ -112,7 +112,14 @@ final class HubSession: Sendable {
             limits: SessionLimits(
                 maxFrameBytes: UInt32(hub.configuration.maxFrameBytes),
                 maxBatchCells: hub.configuration.maxBatchCells,
-                idleTimeoutMilliseconds: UInt32(clamping: hub.configuration.idleTimeout.components.seconds * 1000)))))
+                idleTimeoutMilliseconds: Self.milliseconds(hub.configuration.idleTimeout)))))
+    }
+
+    /// Whole milliseconds of `duration`, clamped to the field: a timeout below one second must
+    /// not be announced as 0 (a client pinging at a third of it would then ping without pause).
+    static func milliseconds(_ duration: Duration) -> UInt32 {
+        let (seconds, attoseconds) = duration.components
+        return UInt32(clamping: max(0, seconds).multipliedReportingOverflow(by: 1000).partialValue + max(0, attoseconds) / 1_000_000_000_000_000)
     }
 
     // MARK: Push

@@ -124,8 +124,11 @@ final class BadClientTests: XCTestCase {
         try bad.join()
     }
 
-    func testHalfOpenConnectionsAreClosedAfterTheHandshakeTimeout() throws {
-        let fixture = try HubFixture { $0.handshakeTimeout = .seconds(1) }
+    func testHalfOpenAndSilentConnectionsAreClosedByTheirTimeouts() throws {
+        let fixture = try HubFixture {
+            $0.handshakeTimeout = .seconds(1)
+            $0.idleTimeout = .milliseconds(1_500)
+        }
         let port = fixture.address.port
         let bad = BackgroundTask("half-open") {
             // One client sends nothing at all, the other stops in the middle of its HELLO.
@@ -137,10 +140,20 @@ final class BadClientTests: XCTestCase {
                 XCTAssertTrue(endOfStream, "\(name): not closed")
                 XCTAssertEqual(bytes, [], "\(name): a handshake timeout sends nothing, it closes")
             }
+            // A third completes HELLO, then falls silent: the idle timeout (announced to the
+            // millisecond, so the client can PING in time) closes it.
+            let quiet = try RawClient(port: port)
+            try quiet.send(BadClient.hello())
+            guard case .helloAck(let ack)? = try quiet.receive() else { return XCTFail("no HELLO_ACK") }
+            XCTAssertEqual(ack.limits.idleTimeoutMilliseconds, 1_500)
+            let (bytes, endOfStream) = quiet.readUntilEndOfStream()
+            XCTAssertTrue(endOfStream, "silent after HELLO: not closed")
+            XCTAssertEqual(bytes, [], "an idle timeout sends nothing, it closes")
         }
         try syncGoodTerminals(fixture, while: bad)
         try bad.join()
-        waitUntil(timeout: 30, "both timeouts are logged") { BadClient.logCount(fixture, "handshake timeout") == 2 }
+        waitUntil(timeout: 30, "both handshake timeouts are logged") { BadClient.logCount(fixture, "handshake timeout") == 2 }
+        waitUntil(timeout: 30, "the idle timeout is logged") { BadClient.logCount(fixture, "idle timeout") == 1 }
     }
 
     func testAClientThatNeverReadsIsDroppedWithoutHoldingUpOthers() throws {
