@@ -8,18 +8,7 @@ import XCTest
 /// The real `storesync hub` killed with SIGKILL while terminals' pushes are in flight, again and
 /// again, and restarted on the same file: in the end every terminal and the hub agree, nothing
 /// written is lost or doubled, and the hub's file is intact.
-final class HubCrashTests: XCTestCase {
-    private struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
+final class HubCrashTests: CLITestCase {
     /// A `storesync sync` child, its output in files (a pipe could fill and block it).
     private final class SyncRun {
         let process = Process()
@@ -53,30 +42,6 @@ final class HubCrashTests: XCTestCase {
         var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
     }
 
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("storesync-crash-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    private func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
-
-    private func storesync(_ arguments: [String]) throws {
-        let outcome = try StoresyncBinary.run(arguments)
-        guard outcome.status == 0 else { throw HubProcessError("storesync \(arguments.joined(separator: " ")): \(outcome.stderr)") }
-    }
-
-    private func readOnly(_ file: String) throws -> Database {
-        var options = Database.Options()
-        options.readOnly = true
-        return try Database(path: path(file), options: options)
-    }
-
     private static let tables = ["leads", "visits", "sales"]
 
     /// Every row of the user tables this test writes, as text, in key order (for a store, or all).
@@ -102,7 +67,7 @@ final class HubCrashTests: XCTestCase {
     /// (The source channel, because the hub's central rules leave it alone: they may rewrite a
     /// lead's stage.)
     private func work(_ file: String, store: String, rows count: Int, keys: inout [String: Set<String>],
-                      sources: inout [String: String], random: inout SplitMix) throws {
+                      sources: inout [String: String], random: inout SplitMix64) throws {
         let replica = try Replica(path: path(file), schema: RetailSchema.all)
         let column = { (name: String) in try ColumnName(name) }
         let own = sources.keys.filter { $0.hasPrefix(file) }.sorted()
@@ -141,7 +106,7 @@ final class HubCrashTests: XCTestCase {
     func testHubKilledMidMergeLosesAndDoublesNothing() throws {
         let seed = ProcessInfo.processInfo.environment["STORESYNC_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64(UInt32.max))
         print("HubCrashTests seed \(seed) (replay with STORESYNC_SEED=\(seed))")
-        var random = SplitMix(state: seed)
+        var random = SplitMix64(seed: seed)
 
         try storesync(["init", "--db", path("hub.sqlite"), "--hq"])
         do {  // the stores a hub serves are registered in its file before it starts

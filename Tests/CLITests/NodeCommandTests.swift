@@ -7,28 +7,7 @@ import XCTest
 
 /// `storesync init`, `status`, `sync` and `hub` end to end through the built binary: what they
 /// print, what they change on disk, and their exit codes (0 success, 1 failure, 64 usage).
-final class NodeCommandTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("storesync-node-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    private func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
-
-    @discardableResult
-    private func storesync(_ arguments: [String], expect status: Int32, file: StaticString = #filePath, line: UInt = #line) throws -> StoresyncBinary.Outcome {
-        let outcome = try StoresyncBinary.run(arguments)
-        XCTAssertEqual(outcome.status, status, "storesync \(arguments.joined(separator: " ")): \(outcome.stdout) \(outcome.stderr)",
-                       file: file, line: line)
-        return outcome
-    }
-
+final class NodeCommandTests: CLITestCase {
     private func statusJSON(_ file: String, line: UInt = #line) throws -> [String: Any] {
         let outcome = try storesync(["status", "--db", path(file), "--format", "json"], expect: 0, line: line)
         let object = try JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8))
@@ -286,15 +265,6 @@ final class NodeCommandTests: XCTestCase {
         XCTAssertEqual(live.terminationStatus, 0)
     }
 
-    private func waitUntil(_ what: String, timeout: TimeInterval = 30, _ condition: () throws -> Bool) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if try condition() { return }
-            // Polling the condition under a deadline; the condition is what the test waits for.
-            usleep(10_000)
-        }
-        throw HubProcessError("timed out waiting until \(what)")
-    }
 }
 
 /// A TCP connection that connects and never sends a byte (a client stuck before HELLO).

@@ -5,49 +5,14 @@ import SyncEngine
 import XCTest
 
 /// Terminals → regional hubs → HQ, every node the real `storesync` binary on loopback.
-final class RelayTests: XCTestCase {
+final class RelayTests: CLITestCase {
     private static let regionOfStore = ["N1": "north", "N2": "north", "S1": "south", "S2": "south"]
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("storesync-relay-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    private func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
-
-    private func storesync(_ arguments: [String]) throws {
-        let outcome = try StoresyncBinary.run(arguments)
-        XCTAssertEqual(outcome.status, 0, "storesync \(arguments.joined(separator: " ")): \(outcome.stderr)")
-        if outcome.status != 0 { throw HubProcessError("storesync \(arguments.first ?? "") failed") }
-    }
-
     private func column(_ name: String) throws -> ColumnName { try ColumnName(name) }
-
-    /// Reads a replica file that another process may be writing.
-    private func query(_ file: String, _ sql: String, _ values: [SQLValue] = []) throws -> [[SQLValue]] {
-        var options = Database.Options()
-        options.readOnly = true
-        return try Database(path: path(file), options: options).fetchAll(sql, values)
-    }
 
     private func keys(_ file: String, _ table: String) throws -> Set<String> {
         Set(try query(file, "SELECT id FROM \(table)").compactMap { $0[0].textValue })
     }
 
-    private func waitUntil(_ what: String, timeout: TimeInterval = 60, _ condition: () throws -> Bool) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if try condition() { return }
-            // Polling the condition under a deadline; the condition is what the test waits for.
-            usleep(20_000)
-        }
-        throw HubProcessError("timed out waiting until \(what)")
-    }
 
     /// HQ with four stores in two regions and one threshold set at HQ, served by a hub process.
     private func startHQ() throws -> HubProcess {

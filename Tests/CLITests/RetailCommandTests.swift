@@ -6,29 +6,7 @@ import XCTest
 
 /// The guides' and operators' commands through the built `storesync` binary, and the central
 /// rules as `storesync hub` runs them, end to end.
-final class RetailCommandTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("storesync-retail-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    private func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
-
-    /// Runs the binary and checks its exit status.
-    @discardableResult
-    private func storesync(_ arguments: [String], expect status: Int32 = 0, file: StaticString = #filePath,
-                           line: UInt = #line) throws -> StoresyncBinary.Outcome {
-        let outcome = try StoresyncBinary.run(arguments)
-        XCTAssertEqual(outcome.status, status, "storesync \(arguments.joined(separator: " ")): \(outcome.stderr)", file: file, line: line)
-        return outcome
-    }
-
+final class RetailCommandTests: CLITestCase {
     /// The single line a command printed.
     private func output(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
         try storesync(arguments, file: file, line: line).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -37,12 +15,6 @@ final class RetailCommandTests: XCTestCase {
     private func json(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> Any {
         let text = try output(arguments + ["--format", "json"], file: file, line: line)
         return try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
-    }
-
-    private func query(_ file: String, _ sql: String, _ values: [SQLValue] = []) throws -> [[SQLValue]] {
-        var options = Database.Options()
-        options.readOnly = true
-        return try Database(path: path(file), options: options).fetchAll(sql, values)
     }
 
     /// Everything a replica file holds that a command could change: user tables with versions,

@@ -60,7 +60,7 @@ final class BadClientTests: XCTestCase {
         let port = fixture.address.port
         let seed = propertySeed()
         let bad = BackgroundTask("garbage") {
-            var random = SplitMix(seed: seed)
+            var random = SplitMix64(seed: seed)
             // A stray HTTP client, then random bytes (first byte not 'S'), each on a fresh connection.
             var payloads = [Array("GET / HTTP/1.1\r\nHost: hub\r\n\r\n".utf8)]
             for _ in 0..<5 {

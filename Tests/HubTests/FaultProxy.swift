@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Glibc
+import SyncEngine
 
 /// A TCP proxy on 127.0.0.1:0 in front of a hub that injects faults: it cuts connections at
 /// random byte offsets (with a FIN or a reset), splits what it forwards into small writes and
@@ -161,7 +162,7 @@ final class FaultProxy: @unchecked Sendable {
 
     /// Forwards both ways until both sides closed, a cut, an error, or `stop()`; then closes both.
     private func pump(client: Int32, upstream: Int32, number: Int, faults: Faults?) {
-        var random = SplitMix(seed: seed &+ UInt64(number) &* 0xD1B5_4A32_D192_ED03)
+        var random = SplitMix64(seed: seed &+ UInt64(number) &* 0xD1B5_4A32_D192_ED03)
         for fd in [client, upstream] {
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -226,7 +227,7 @@ final class FaultProxy: @unchecked Sendable {
     }
 
     /// Writes `chunk[0..<length]`, split into pieces and delayed as the faults say.
-    private func forward(_ chunk: [UInt8], length: Int, to fd: Int32, faults: Faults?, random: inout SplitMix) -> Bool {
+    private func forward(_ chunk: [UInt8], length: Int, to fd: Int32, faults: Faults?, random: inout SplitMix64) -> Bool {
         var offset = 0
         while offset < length {
             var piece = length - offset

@@ -21,7 +21,7 @@ final class FaultProxyTests: XCTestCase {
 
     private let stages = ["reached", "needs_confirmed", "demo", "negotiation", "won", "lost"]
 
-    private func randomWrites(_ replica: Replica, name: String, count: Int, written: inout Written, random: inout SplitMix) throws {
+    private func randomWrites(_ replica: Replica, name: String, count: Int, written: inout Written, random: inout SplitMix64) throws {
         for _ in 0..<count {
             let stage = stages.randomElement(using: &random) ?? "demo"
             switch Int.random(in: 0..<10, using: &random) {
@@ -98,7 +98,7 @@ final class FaultProxyTests: XCTestCase {
 
     func testTerminalsRetryingThroughCutsConverge() throws {
         let seed = propertySeed()
-        var random = SplitMix(seed: seed)
+        var random = SplitMix64(seed: seed)
         let fixture = try HubFixture { $0.maxBatchCells = 60 }  // small batches: many frames to cut between and inside
         let proxy = try FaultProxy(targetPort: fixture.address.port, seed: seed)
         defer { proxy.stop() }
@@ -148,7 +148,7 @@ final class FaultProxyTests: XCTestCase {
 
     func testLiveAgentsThroughCutsConverge() throws {
         let seed = propertySeed()
-        var random = SplitMix(seed: seed)
+        var random = SplitMix64(seed: seed)
         let fixture = try HubFixture { $0.maxBatchCells = 60 }
         var faults = FaultProxy.Faults()
         faults.cutProbability = 0.8

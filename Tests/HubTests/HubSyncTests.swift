@@ -10,7 +10,7 @@ import XCTest
 
 /// Terminals and a hub over real loopback sockets.
 final class HubSyncTests: XCTestCase {
-    private func randomWrites(_ replica: Replica, count: Int, random: inout SplitMix) throws {
+    private func randomWrites(_ replica: Replica, count: Int, random: inout SplitMix64) throws {
         for _ in 0..<count {
             let leads = try replica.read { db in try db.fetchAll("SELECT id FROM leads").compactMap { $0[0].textValue } }
             switch Int.random(in: 0..<6, using: &random) {
@@ -40,7 +40,7 @@ final class HubSyncTests: XCTestCase {
 
     func testTerminalsWithOfflineWritesConvergeThroughTheHub() throws {
         let fixture = try HubFixture { $0.maxBatchCells = 40 }   // small batches: many PUSH/PULL rounds
-        var random = SplitMix(seed: 2024)
+        var random = SplitMix64(seed: 2024)
         let terminals = try (0..<5).map { try fixture.makeTerminal("t\($0)") }
         for round in 0..<3 {
             for terminal in terminals { try randomWrites(terminal, count: 25, random: &random) }
@@ -124,18 +124,6 @@ final class HubSyncTests: XCTestCase {
         try waitUntil("the hub gets the write made while it was down") {
             try hubReplica.read { try $0.fetchScalar("SELECT count(*) FROM leads") } == .integer(2)
         }
-    }
-}
-
-struct SplitMix: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
