@@ -69,7 +69,7 @@ final class PromotionRuleTests: XCTestCase {
                      hubClock: TestClock(testEpoch + 3_600_000))
     }
 
-    private func feed(_ hub: RulesHub, _ world: World, random: inout SeededGenerator) throws {
+    private func feed(_ hub: RulesHub, _ world: World, random: inout SplitMix64) throws {
         try hub.push(world.reference)
         for batch in world.openings.shuffled(using: &random) { try hub.push(batch) }
         // Later batches interleave at random, each terminal's in its own order (as a hub's cursors require).
@@ -88,7 +88,7 @@ final class PromotionRuleTests: XCTestCase {
     func testACrossingSuggestsTheFiveNearestStoresOfTheRegionThatHaveTheSKU() throws {
         let world = try world()
         let hub = try RulesHub(try world.factory.open("hub", clock: world.hubClock))
-        var random = SeededGenerator(seed: 1)
+        var random = SplitMix64(seed: 1)
         try feed(hub, world, random: &random)
         var expected: [[SQLValue]] = []
         for (crossing, stock) in [(1, 3), (2, 4)] as [(Int64, Int64)] {
@@ -114,7 +114,7 @@ final class PromotionRuleTests: XCTestCase {
         let world = try world()
         var reference: String?
         for (index, seed) in propertySeeds("PromotionRuleTests", count: 8).enumerated() {
-            var random = SeededGenerator(seed: seed)
+            var random = SplitMix64(seed: seed)
             let hub = try RulesHub(try world.factory.open("hub\(index)", clock: TestClock(world.hubClock.now + UInt64(index) * 7_919)))
             try feed(hub, world, random: &random)
             let dump = try hub.replica.canonicalDump(includeVersions: true)
@@ -129,7 +129,7 @@ final class PromotionRuleTests: XCTestCase {
 
     func testResyncRestartAndASecondHubNeverDuplicateASuggestion() throws {
         let world = try world()
-        var random = SeededGenerator(seed: 7)
+        var random = SplitMix64(seed: 7)
         let name = "restarting"
         var hub: RulesHub? = try RulesHub(try world.factory.open(name, clock: world.hubClock))
         try hub?.push([world.reference] + world.openings + [world.later[0][0], world.later[0][1]])

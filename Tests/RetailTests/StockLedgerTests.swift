@@ -50,8 +50,10 @@ final class StockLedgerTests: XCTestCase {
     }
 
     /// Terminals of one store record random signals offline with skewed clocks; replicas receive
-    /// the batches in random orders (some twice); every replica, and the hub's incremental fold,
-    /// computes the stock of a fold from scratch over all signals in version order.
+    /// the batches in random orders (some twice), with a threshold change somewhere among them.
+    /// Checked against a fold written here, over the signals sorted by (clock reading, replica
+    /// id): every replica's stock, and every row of the hub's incremental fold
+    /// (`rules_stock_events`: stock, armed, crossings after each signal, in version order).
     func testEveryReplicaComputesTheSameStockWhateverTheArrivalOrder() throws {
         for seed in propertySeeds("StockLedgerTests", count: 25) {
             do {
@@ -63,10 +65,51 @@ final class StockLedgerTests: XCTestCase {
         }
     }
 
+    /// One signal as the reference fold sees it.
+    private struct Recorded {
+        var id: String
+        var hlc: UInt64
+        var origin: (high: UInt64, low: UInt64)
+        var kind: String
+        var quantity: Int64
+    }
+
+    /// The state after each signal, in version order.
+    private struct Step: Equatable, CustomStringConvertible {
+        var signal: String
+        var stock: Int64
+        var armed: Bool
+        var crossings: Int64
+
+        var description: String { "\(signal.suffix(6)): \(stock)\(armed ? " armed" : "") \(crossings)" }
+    }
+
+    /// The reference: stock starts at 0, a stocktake sets it, any other signal adds its quantity;
+    /// with a threshold, stock at or above it arms the pair and a fall below it while armed is a
+    /// crossing (which disarms it).
+    private static func referenceFold(_ signals: [Recorded], threshold: Int64?) -> [Step] {
+        let ordered = signals.sorted { ($0.hlc, $0.origin.high, $0.origin.low) < ($1.hlc, $1.origin.high, $1.origin.low) }
+        var stock: Int64 = 0
+        var armed = false
+        var crossings: Int64 = 0
+        return ordered.map { signal in
+            stock = signal.kind == "stocktake" ? signal.quantity : stock + signal.quantity
+            if let threshold {
+                if stock >= threshold {
+                    armed = true
+                } else if armed {
+                    armed = false
+                    crossings += 1
+                }
+            }
+            return Step(signal: signal.id, stock: stock, armed: armed, crossings: crossings)
+        }
+    }
+
     private func checkStockConverges(seed: UInt64) throws {
-        var random = SeededGenerator(seed: seed)
+        var random = SplitMix64(seed: seed)
         let factory = try ReplicaFactory(self)
-        let skus = ["K1", "K2"]
+        let skus = ["K1", "K2", "K3"]
         let clocks = (0..<3).map { _ in TestClock(testEpoch + UInt64.random(in: 0..<2_000, using: &random)) }
         let terminals = try clocks.enumerated().map { try factory.open("t\($0.offset)", clock: $0.element) }
         var batches: [Changeset] = []
@@ -86,41 +129,67 @@ final class StockLedgerTests: XCTestCase {
         for (index, terminal) in terminals.enumerated() {
             batches.append(try terminal.changes(since: sequences[index], onlyLocalWrites: true))
         }
+        // Thresholds: K1's set first and changed among the batches, K2's set first, K3 none.
+        let operatorClock = TestClock(testEpoch)
+        let operatorReplica = try factory.open("operator", clock: operatorClock)
+        let first = Int64.random(in: 0...15, using: &random)
+        let threshold: [String: Int64] = ["K1": Int64.random(in: 0...15, using: &random), "K2": Int64.random(in: 0...15, using: &random)]
+        try ReferenceData.setThreshold(store: "S1", sku: "K1", minimum: first, in: operatorReplica)
+        try ReferenceData.setThreshold(store: "S1", sku: "K2", minimum: threshold["K2"] ?? 0, in: operatorReplica)
+        let thresholds = try operatorReplica.push()
+        let mark = operatorReplica.latestSequence
+        operatorClock.advance(by: 1_000)
+        try ReferenceData.setThreshold(store: "S1", sku: "K1", minimum: threshold["K1"] ?? 0, in: operatorReplica)
+        let change = try operatorReplica.push(since: mark)
+
         let hubClock = TestClock(testEpoch + 10_000_000)
         let hub = try RulesHub(try factory.open("hub", clock: hubClock))
         let observers = try (0..<2).map { try factory.open("o\($0)", clock: hubClock) }
         for (position, replica) in ([hub.replica] + observers).enumerated() {
             var order = batches + batches.filter { _ in Bool.random(using: &random) }
             order.shuffle(using: &random)
-            for batch in order {
+            order.insert(change, at: Int.random(in: 0...order.count, using: &random))
+            for batch in [thresholds] + order {
                 if position == 0 { try hub.push(batch) } else { _ = try replica.apply(batch) }
             }
         }
+        // Every batch once more: a pair folded before the threshold changed is re-folded with
+        // the new one when its next signals arrive, even re-delivered ones.
+        try hub.push(batches)
 
-        // The reference: every signal, folded in version order.
-        var events: [String: [StockEvent]] = [:]
-        var all: [String: (String, SignalKind, Int64)] = [:]
+        // The reference: every signal the terminals wrote, with the version the hub holds it at.
+        var written: [String: (sku: String, kind: String, quantity: Int64)] = [:]
         for terminal in terminals {
             for row in try terminal.rows("SELECT id, sku, kind, quantity FROM inventory_signals") {
-                all[row[0].textValue ?? ""] = (row[1].textValue ?? "", SignalKind(rawValue: row[2].textValue ?? "") ?? .sale, row[3].integerValue ?? 0)
+                guard let id = row[0].textValue, let sku = row[1].textValue, let kind = row[2].textValue, let quantity = row[3].integerValue else {
+                    return XCTFail("seed \(seed): a malformed signal row \(row)")
+                }
+                written[id] = (sku, kind, quantity)
             }
         }
+        var signals: [String: [Recorded]] = [:]
         try hub.replica.forEachRowVersion(in: RetailSchema.inventorySignals.name) { key, version in
-            guard let signal = all[key] else { return }
-            events[signal.0, default: []].append(StockEvent(signal: key, version: version, kind: signal.1, quantity: signal.2))
+            guard let signal = written[key] else { return }
+            signals[signal.sku, default: []].append(Recorded(id: key, hlc: version.hlc.rawValue, origin: (version.origin.high, version.origin.low),
+                                                             kind: signal.kind, quantity: signal.quantity))
         }
-        XCTAssertEqual(events.values.reduce(0) { $0 + $1.count }, all.count, "the hub holds every signal")
-        let expected = skus.filter { events[$0] != nil }.map { ($0, StockLedger.stock(of: events[$0] ?? [])) }
+        XCTAssertEqual(signals.values.reduce(0) { $0 + $1.count }, written.count, "the hub holds every signal, seed \(seed)")
+        let expected = skus.filter { signals[$0] != nil }.map { ($0, Self.referenceFold(signals[$0] ?? [], threshold: threshold[$0])) }
 
         for replica in [hub.replica] + observers {
             let levels = try StockLedger.levels(in: replica, store: "S1")
             XCTAssertEqual(levels.map(\.sku), expected.map(\.0), "seed \(seed)")
-            XCTAssertEqual(levels.map(\.stock), expected.map(\.1), "seed \(seed)")
+            XCTAssertEqual(levels.map(\.stock), expected.map { $0.1.last?.stock ?? 0 }, "seed \(seed)")
         }
-        for (sku, stock) in expected {
-            let folded = try hub.replica.rows(
-                "SELECT stock FROM rules_stock_events WHERE store = 'S1' AND sku = ? ORDER BY hlc DESC, origin DESC LIMIT 1", [.text(sku)])
-            XCTAssertEqual(folded.first?.first?.integerValue, stock, "the hub's incremental fold of \(sku), seed \(seed)")
+        for (sku, steps) in expected {
+            let rows = try hub.replica.rows(
+                "SELECT signal, stock, armed, crossings, threshold FROM rules_stock_events WHERE store = 'S1' AND sku = ? ORDER BY hlc, origin",
+                [.text(sku)])
+            let folded = rows.map { Step(signal: $0[0].textValue ?? "", stock: $0[1].integerValue ?? .min, armed: $0[2].integerValue == 1,
+                                         crossings: $0[3].integerValue ?? -1) }
+            XCTAssertEqual(folded, steps, "the hub's incremental fold of \(sku), seed \(seed)")
+            XCTAssertEqual(Set(rows.map { $0[4] }), [threshold[sku].map(SQLValue.integer) ?? .null],
+                           "every step of \(sku) folded with its current threshold, seed \(seed)")
         }
     }
 }
