@@ -78,10 +78,16 @@ public enum RetailSchema {
     /// Promotion suggestions issued by the central rules (insert-only): `source_store` ran low on
     /// `sku`, and `target_store`, one of the 5 nearest stores of its region with the SKU in stock,
     /// is asked to promote it.
-    /// - `crossing`: the ordinal of this crossing of the threshold in the (store, SKU)'s version-ordered history (1, 2, …).
-    /// - `crossing_signal`: the `inventory_signals` id whose application took stock below the threshold.
+    /// - `crossing_signal`: the `inventory_signals` id whose application took stock below the threshold: the crossing's
+    ///   identity (count crossings by it).
+    /// - `crossing`: the ordinal of this crossing of the threshold in the (store, SKU)'s version-ordered history (1, 2, …),
+    ///   as that history stood when the hub judged the crossing.
     /// - `distance_m`: great-circle distance between the stores, whole metres.
-    /// - `stock_at_crossing`: the source store's stock right after the crossing signal. `threshold`: the `min_quantity` crossed.
+    /// - `stock_at_crossing`: the source store's stock right after the crossing signal, as evaluated when the crossing was
+    ///   judged. `threshold`: the `min_quantity` crossed.
+    /// - `crossing` and `stock_at_crossing` are never updated: a signal of the source store that reaches the hub later with
+    ///   an earlier version can renumber the crossings after it and change the stock after them (so two crossings of one
+    ///   pair may share an ordinal); the rows already issued keep the values they were issued with.
     /// - `issued_ms`: the crossing signal's time (its version's clock), not the hub's: every hub issues the same row.
     /// Key: `P-` and 32 hex digits of a SHA-256 over every other column, so every hub derives the same key.
     public static let promotions = table("promotions", .insertOnly, [

@@ -3,6 +3,9 @@ import SyncEngine
 
 /// The `stock` view: every (store, SKU) with a safety threshold whose stock is below it now, or
 /// for which promotions were issued in the date range; with the promotions the crossings raised.
+/// Crossings are counted by their signal (`crossing_signal`, a crossing's identity), not by
+/// their ordinal: a late signal can renumber crossings after suggestions were issued, so two
+/// crossings of a pair may carry the same `crossing`.
 ///
 /// Stock is computed as every replica computes it (`StockLedger`), in one pass over the signals
 /// and their versions, not one pass per store. The view lists (store, SKU) pairs whatever `--by`
@@ -15,7 +18,7 @@ enum StockView {
         SELECT t.store, t.sku, t.min_quantity, st.region FROM thresholds AS t LEFT JOIN stores AS st ON st.id = t.store
         """
     private static let promotionsSQL = """
-        SELECT source_store, sku, count(DISTINCT crossing), count(*) FROM promotions AS t
+        SELECT source_store, sku, count(DISTINCT crossing_signal), count(*) FROM promotions AS t
         WHERE (?1 IS NULL OR t.issued_ms >= ?1) AND (?2 IS NULL OR t.issued_ms < ?2)
         GROUP BY source_store, sku
         """

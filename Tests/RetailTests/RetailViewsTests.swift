@@ -223,12 +223,15 @@ final class RetailViewsTests: XCTestCase {
                 ])
             }
         }
-        // One promotion raised by N1's K1 (two suggestions of one crossing).
+        // Promotions raised by N1's K1: two suggestions of one crossing, and one of a second
+        // crossing that carries the same ordinal (a late signal renumbered the history after
+        // the first was issued): crossings count by their signal.
         try replica.write { tx in
-            for target in ["N2", "S1"] {
-                try tx.insert(into: RetailSchema.promotions.name, primaryKey: "P-\(target)", [
+            for (target, signal) in [("N2", "SIG-1"), ("S1", "SIG-1"), ("N2", "SIG-2")] {
+                try tx.insert(into: RetailSchema.promotions.name, primaryKey: "P-\(target)-\(signal)", [
                     try column("source_store"): .text("N1"), try column("target_store"): .text(target), try column("sku"): .text("K1"),
-                    try column("crossing"): .integer(1), try column("issued_ms"): .integer(Self.start + Self.day),
+                    try column("crossing"): .integer(1), try column("crossing_signal"): .text(signal),
+                    try column("issued_ms"): .integer(Self.start + Self.day),
                 ])
             }
         }
@@ -247,9 +250,9 @@ final class RetailViewsTests: XCTestCase {
             XCTAssertEqual(row[3], .integer(stock), key)
             XCTAssertEqual(row[4], .integer(threshold), key)
             XCTAssertEqual(row[5], .text(stock < threshold ? "yes" : "no"), key)
-            XCTAssertEqual(row[7], .integer(promoted ? 2 : 0), key)
+            XCTAssertEqual(row[7], .integer(promoted ? 3 : 0), key)
         }
-        XCTAssertEqual(listed["N1/K1"]?[6], .integer(1))
+        XCTAssertEqual(listed["N1/K1"]?[6], .integer(2), "two crossing signals, both numbered 1")
         // Promotions outside the range do not count; the pair is listed only if it is below.
         let later = try view(replica, "stock", [("from", "2026-02-01")])
         XCTAssertFalse(later.rows.contains { $0[7] != .integer(0) })

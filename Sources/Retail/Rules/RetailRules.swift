@@ -14,9 +14,11 @@ import SQLite
 ///
 /// Everything they write is derived: keys, values and versions come from the replicated data
 /// they judge, never from the hub's clock, replica id or the order batches arrived in, so two
-/// hubs (a regional hub and HQ, or a hub and its restarted self) write the same rows, and a
-/// re-sent batch changes nothing. They work only on what the batch carries: the rows of its
-/// leads and inventory signals, with indexed queries and cached statements.
+/// hubs (a regional hub and HQ, or a hub and its restarted self) that judge the same history
+/// write the same rows, and a re-sent batch changes nothing (a promotion is judged with the
+/// signals the hub holds at the time: `StockPromotionRule` says exactly what is guaranteed).
+/// They work only on what the batch carries: the rows of its leads and inventory signals, with
+/// indexed queries and cached statements.
 ///
 /// They keep two tables of their own in the hub's file, not replicated and rebuilt from the
 /// replicated data when missing: `rules_stock_events` (each (store, SKU)'s signals in version

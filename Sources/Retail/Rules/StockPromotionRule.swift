@@ -29,16 +29,48 @@ struct ArrivedSignal {
 ///
 /// **Rows.** One `promotions` row per target, keyed by a hash of every column, written as a
 /// derived insert at version (the crossing signal's clock, the promotions origin), with
-/// `issued_ms` from that clock: a hub that re-derives a crossing (a resync, a restart, a second
-/// hub) writes the same rows, which merge into one. A crossing that already has suggestions
-/// gets no new ones.
+/// `issued_ms` from that clock: a hub that re-derives a crossing from the same history (a
+/// resync, a restart, a second hub) writes the same rows, which merge into one.
 ///
-/// **Determinism.** Every hub holding the history of the SKU up to the crossing (the source's
-/// and the candidates' signals with earlier versions) when it evaluates the crossing issues the
-/// identical rows, whatever order batches arrived in. A signal that arrives *after* signals of
-/// the same SKU with later versions (two terminals of one store recording the same SKU offline)
-/// is folded into place and the history after it re-folded; suggestions already issued stay (a
-/// suggestion is never withdrawn), and crossings of the corrected history are issued then.
+/// **Judging.** A batch's signals are first folded into the histories of all its pairs; only
+/// then are the crossings the folds found (new ones, and ones a late signal re-folded) judged,
+/// with what the hub holds after the batch: where a signal stands in its batch never matters.
+/// `crossing` and `stock_at_crossing` are the crossing's ordinal and stock in the history as it
+/// stands then. A crossing that has suggestions (from this hub or another) gets no new ones,
+/// and rows are never updated or withdrawn; a crossing that found no target is judged again
+/// whenever a re-fold passes over it.
+///
+/// **What is guaranteed.** A crossing's suggestions depend only on what the judging hub holds:
+/// the source pair's signals up to the crossing (whether it is one, its ordinal and stock), the
+/// candidates' signals of the SKU up to the crossing, the pair's threshold and the region's
+/// stores. So:
+/// - two hubs that, each when it judges a crossing, hold the same signals of the region's stores
+///   for that SKU with versions up to the crossing (and the same threshold and stores rows) issue
+///   identical rows for it (keys, values, versions), however their batches were ordered, grouped
+///   and cut. Every hub to which each signal arrives no later than any signal of the same SKU
+///   and region with a later version is such a hub;
+/// - HQ fed a regional hub's log in batches of any size holds, for every crossing the regional
+///   hub issued suggestions for, exactly the regional hub's rows, even when terminals delivered
+///   late (one exception below): those rows follow the batch that made the crossing in the
+///   regional hub's log, so an HQ batch that reaches the crossing either carries them (HQ issues
+///   nothing) or ends before them, on a prefix that holds the same signals of the other stores
+///   (a terminal's batch carries one store's signals).
+///
+/// **What is not.** What a hub does not hold when it judges cannot count:
+/// - a signal with a version before a crossing that reaches the hub in a later batch (a terminal
+///   that was offline) does not count for it; a hub that held it may choose other targets or
+///   number the crossing differently, and both hubs' rows survive the exchange;
+/// - a late signal of the source store renumbers the crossings after it (two crossings of a pair
+///   can then share an ordinal) and changes the stock after them, but issued rows keep the values
+///   they were judged with: a crossing's identity is `crossing_signal`;
+/// - the exception above: an HQ batch that ends inside the regional hub's merge of a batch that
+///   brought the source store's own late signals judges a crossing on part of that history, and
+///   its rows can differ from the regional hub's (a relay that cut only at the regional hub's
+///   commit boundaries would close this);
+/// - a crossing that found no target leaves no row, so nothing tells another hub it was judged:
+///   HQ, judging it on a longer prefix of the regional hub's log, or a hub re-judging it after a
+///   re-fold, may find targets the first judgement did not;
+/// - thresholds and store positions are read as the hub holds them when it judges.
 struct StockPromotionRule {
     static let targetCount = 5
     static let earthRadiusMeters = 6_371_008.8
@@ -83,11 +115,17 @@ struct StockPromotionRule {
         var stock: Int64
     }
 
-    /// Folds the batch's new signals into their pairs' histories; returns how many suggestions it issued.
+    /// Folds the batch's new signals into their pairs' histories, then judges the crossings the
+    /// folds found; returns how many suggestions it issued.
+    ///
+    /// Two passes: every pair of the batch is folded before any crossing is judged, so a
+    /// candidate's stock as of a crossing counts every signal the batch brought, whichever pair
+    /// it belongs to (judging pair by pair missed the candidates folded after the source, and
+    /// two hubs that got the same signals in differently cut batches chose different targets).
     func apply(_ arrived: [ArrivedSignal], in tx: RuleContext) throws -> Int {
         var pairs: [PairKey: [StockEvent]] = [:]
         for signal in arrived { pairs[PairKey(store: signal.store, sku: signal.sku), default: []].append(signal.event) }
-        var issued = 0
+        var found: [(key: PairKey, threshold: Int64, crossings: [Crossing])] = []
         let thresholdOf = try tx.statement("threshold", Self.thresholdSQL)
         for (key, arrivals) in pairs {
             let events = arrivals.count == 1 ? arrivals : arrivals.sorted(by: StockEvent.inOrder)
@@ -95,8 +133,14 @@ struct StockPromotionRule {
             let minimum: Int64? = try thresholdOf.step() ? thresholdOf.value(at: 0).integerValue : nil
             thresholdOf.reset()
             let crossings = try fold(events, into: key, threshold: minimum, tx)
-            guard let minimum, !crossings.isEmpty,
-                  let setAt = try tx.version(of: RetailSchema.thresholds.name, primaryKey: key.thresholdID, column: Column.minQuantity) else {
+            if let minimum, !crossings.isEmpty { found.append((key, minimum, crossings)) }
+        }
+        // Judged in pair order: what is issued does not depend on it (judging reads only the
+        // folded histories), but the rows then enter the log in the same order on every hub.
+        if found.count > 1 { found.sort { $0.key < $1.key } }
+        var issued = 0
+        for (key, minimum, crossings) in found {
+            guard let setAt = try tx.version(of: RetailSchema.thresholds.name, primaryKey: key.thresholdID, column: Column.minQuantity) else {
                 continue
             }
             for crossing in crossings where crossing.version > setAt {
