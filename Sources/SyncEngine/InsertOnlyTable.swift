@@ -17,11 +17,13 @@ final class InsertOnlyTable: ReplicatedTable {
     private let mergeRowSQL: String
     private let logSQL: String
     private let changesSQL: String
+    private let sequencesSQL: String
     private let dumpSQL: String
     private var insertRowStatement: Statement?
     private var mergeRowStatement: Statement?
     private var logStatement: Statement?
     private var changesStatement: Statement?
+    private var sequencesStatement: Statement?
 
     init(schema: TableSchema, database: Database) throws {
         self.schema = schema
@@ -37,6 +39,10 @@ final class InsertOnlyTable: ReplicatedTable {
         changesSQL = """
             SELECT l.seq, l.pk, l.hlc, l.site, \(userColumns)
             FROM \(log) AS l JOIN \(schema.quotedName) AS t ON t.\(schema.quotedKey) = l.pk
+            WHERE l.seq > ?1 AND l.seq <= ?3 ORDER BY l.seq LIMIT ?2
+            """
+        sequencesSQL = """
+            SELECT l.seq FROM \(log) AS l JOIN \(schema.quotedName) AS t ON t.\(schema.quotedKey) = l.pk
             WHERE l.seq > ? ORDER BY l.seq LIMIT ?
             """
         dumpSQL = """
@@ -123,11 +129,13 @@ final class InsertOnlyTable: ReplicatedTable {
         return .inserted
     }
 
-    func changes(since sequence: UInt64, limit: Int, filter: SiteFilter, sites: SiteTable, into rows: inout [SequencedRow]) throws -> ChangeScan {
+    func changes(since sequence: UInt64, through: UInt64, limit: Int, filter: SiteFilter, sites: SiteTable,
+                 into rows: inout [SequencedRow]) throws -> ChangeScan {
         var scan = ChangeScan()
         let statement = try statement(&changesStatement, changesSQL)
         try statement.bind(Int64(bitPattern: sequence), at: 1)
         try statement.bind(Int64(limit), at: 2)
+        try statement.bind(Int64(bitPattern: min(through, UInt64(Int64.max))), at: 3)
         defer { statement.reset() }
         while try statement.step() {
             let rowSequence = UInt64(bitPattern: statement.int64(at: 0))
@@ -146,6 +154,14 @@ final class InsertOnlyTable: ReplicatedTable {
                 row: RowChange(primaryKey: statement.text(at: 1) ?? "", causalLength: 1, lifeVersion: version, cells: cells)))
         }
         return scan
+    }
+
+    func sequences(since sequence: UInt64, limit: Int, into sequences: inout [UInt64]) throws {
+        let statement = try statement(&sequencesStatement, sequencesSQL)
+        try statement.bind(Int64(bitPattern: sequence), at: 1)
+        try statement.bind(Int64(limit), at: 2)
+        defer { statement.reset() }
+        while try statement.step() { sequences.append(UInt64(bitPattern: statement.int64(at: 0))) }
     }
 
     func sequenceAndClockHighWater() throws -> (sequence: UInt64, hlc: UInt64) {

@@ -21,6 +21,7 @@ final class LWWTable: ReplicatedTable {
     private let writeMetaSQL: String
     private let insertMetaLocalSQL: String
     private let changesSQL: String
+    private let sequencesSQL: String
     private let claimMetaSQL: String
     private let dumpSQL: String
     private var insertRowStatement: Statement?
@@ -30,6 +31,7 @@ final class LWWTable: ReplicatedTable {
     private var writeMetaStatement: Statement?
     private var insertMetaLocalStatement: Statement?
     private var changesStatement: Statement?
+    private var sequencesStatement: Statement?
     private var claimMetaStatement: Statement?
     private let dumpMetaSQL: String
 
@@ -62,8 +64,9 @@ final class LWWTable: ReplicatedTable {
         changesSQL = """
             SELECT m.pk, m.seq, m.cl, m.cl_hlc, m.cl_site, m.clock, \(userColumns)
             FROM \(meta) AS m LEFT JOIN \(schema.quotedName) AS t ON t.\(schema.quotedKey) = m.pk
-            WHERE m.seq > ? ORDER BY m.seq LIMIT ?
+            WHERE m.seq > ?1 AND m.seq <= ?3 ORDER BY m.seq LIMIT ?2
             """
+        sequencesSQL = "SELECT seq FROM \(meta) WHERE seq > ? ORDER BY seq LIMIT ?"
         dumpSQL = "SELECT \(([schema.quotedKey] + schema.quotedColumns).joined(separator: ", ")) FROM \(schema.quotedName) ORDER BY \(schema.quotedKey)"
         dumpMetaSQL = "SELECT pk, cl, cl_hlc, cl_site, clock FROM \(meta) ORDER BY pk"
 
@@ -360,11 +363,13 @@ final class LWWTable: ReplicatedTable {
 
     // MARK: Reading changes
 
-    func changes(since sequence: UInt64, limit: Int, filter: SiteFilter, sites: SiteTable, into rows: inout [SequencedRow]) throws -> ChangeScan {
+    func changes(since sequence: UInt64, through: UInt64, limit: Int, filter: SiteFilter, sites: SiteTable,
+                 into rows: inout [SequencedRow]) throws -> ChangeScan {
         var scan = ChangeScan()
         let statement = try statement(&changesStatement, changesSQL)
         try statement.bind(Int64(bitPattern: sequence), at: 1)
         try statement.bind(Int64(limit), at: 2)
+        try statement.bind(Int64(bitPattern: min(through, UInt64(Int64.max))), at: 3)
         defer { statement.reset() }
         while try statement.step() {
             let primaryKey = statement.text(at: 0) ?? ""
@@ -407,6 +412,14 @@ final class LWWTable: ReplicatedTable {
                 lifeVersion: try sites.version(hlc: lifeHLC, site: lifeSite), cells: cells)))
         }
         return scan
+    }
+
+    func sequences(since sequence: UInt64, limit: Int, into sequences: inout [UInt64]) throws {
+        let statement = try statement(&sequencesStatement, sequencesSQL)
+        try statement.bind(Int64(bitPattern: sequence), at: 1)
+        try statement.bind(Int64(limit), at: 2)
+        defer { statement.reset() }
+        while try statement.step() { sequences.append(UInt64(bitPattern: statement.int64(at: 0))) }
     }
 
     func sequenceAndClockHighWater() throws -> (sequence: UInt64, hlc: UInt64) {

@@ -59,9 +59,14 @@ protocol ReplicatedTable: AnyObject {
     /// Merges one remote row. `columnMap[i]` is the local column of the changeset's column `i`.
     func merge(_ row: RowChange, columnMap: [Int], in context: WriteContext) throws -> RowOutcome
 
-    /// Appends rows changed after `sequence`, in sequence order, reading at most `limit` rows.
-    /// Only cells (and lives) whose writer `filter` admits are included.
-    func changes(since sequence: UInt64, limit: Int, filter: SiteFilter, sites: SiteTable, into rows: inout [SequencedRow]) throws -> ChangeScan
+    /// Appends rows changed after `sequence` and at or before `through`, in sequence order,
+    /// reading at most `limit` rows. Only rows whose writers `filter` admits are included.
+    func changes(since sequence: UInt64, through: UInt64, limit: Int, filter: SiteFilter, sites: SiteTable,
+                 into rows: inout [SequencedRow]) throws -> ChangeScan
+
+    /// Appends the sequences of the first `limit` rows `changes` would read after `sequence`
+    /// (from the sequence index alone, without reading the rows).
+    func sequences(since sequence: UInt64, limit: Int, into sequences: inout [UInt64]) throws
 
     /// Highest local sequence and highest HLC recorded in the table's metadata.
     func sequenceAndClockHighWater() throws -> (sequence: UInt64, hlc: UInt64)
