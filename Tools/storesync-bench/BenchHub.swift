@@ -6,17 +6,24 @@ import SyncEngine
 
 /// A hub served in this process on 127.0.0.1:0, as `storesync hub` serves one (retail schema,
 /// the CLI's defaults), with the scopes it grants and the central rules it runs given by the
-/// caller: rules are nil today, the retail rules once a `--rules` flag plugs them in.
+/// caller.
 struct BenchHub {
     let replica: Replica
     let server: HubServer
 
-    init(path: String, durable: Bool, scope: BenchScope = .all, rules: (any CentralRules)?) throws {
-        replica = try Replica(path: path, schema: RetailSchema.all, options: .bench(durable: durable))
+    init(path: String, durable: Bool, scope: BenchScope = .all, rules: BenchRules, before: (Replica) throws -> Void = { _ in }) throws {
+        let replica = try Replica(path: path, schema: RetailSchema.all, options: .bench(durable: durable))
+        try before(replica)
+        try self.init(replica: replica, policy: scope.policy, rules: rules)
+    }
+
+    /// Serves `replica` (already holding whatever the hub must know before it starts).
+    init(replica: Replica, policy: any ScopePolicy, rules: BenchRules, label: String = "bench.hub") throws {
+        self.replica = replica
         var configuration = HubConfiguration(listenAddress: SocketAddress(host: "127.0.0.1", port: 0))
         configuration.widestTableColumns = RetailSchema.widestTableColumns
-        server = try HubServer(replica: replica, configuration: configuration, scopes: scope.policy, rules: rules,
-                               logger: Logger(label: "bench.hub", minimumLevel: .warning))
+        server = try HubServer(replica: replica, configuration: configuration, scopes: policy, rules: try rules.make(for: replica),
+                               logger: Logger(label: label, minimumLevel: .warning))
         server.start()
     }
 

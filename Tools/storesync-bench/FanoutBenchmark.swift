@@ -30,7 +30,7 @@ struct FanoutBenchmark {
     var agents: Int
     var scope: BenchScope
     var durable: Bool
-    var rules: (any CentralRules)?
+    var rules: BenchRules
     var reporter: FigureReporter
 
     static let warmupWrites = 10

@@ -2,34 +2,48 @@ import Retail
 import SyncEngine
 
 /// Retail-like rows for the network benchmarks: what a store terminal writes in a day of
-/// field sales. Per cycle, two leads (last-writer-wins, 14 columns), one visit and one sale
-/// (insert-only, 8 and 7 columns): about two thirds of the cells are lead cells. Every third
-/// lead is updated afterwards (stage and last touch), so rows carry cells of two versions,
-/// as leads moved along the funnel do.
+/// field sales.
+///
+/// The plain mix (`sync`, `relay`): per cycle, two leads (last-writer-wins, 15 columns), one visit
+/// and one sale (insert-only, 8 and 7 columns): about two thirds of the cells are lead cells.
+/// Every third lead is updated afterwards (stage and last touch), so rows carry cells of two
+/// versions, as leads moved along the funnel do.
+///
+/// The rules mix (`sync --rules`, see `RetailWorkload+Rules.swift`) adds what the hub's central
+/// rules judge: stock signals of SKUs with safety thresholds, stage moves with their previous
+/// stage, and leads that share a phone.
 ///
 /// Columns are set by name, so a column added to `RetailSchema` later stays NULL here instead
 /// of breaking the benchmark.
 struct RetailWorkload {
+    enum Mix: String {
+        case plain
+        case rules
+    }
+
+    let mix: Mix
     let leads = RetailSchema.leads
     let visits = RetailSchema.visits
     let sales = RetailSchema.sales
+    let signals = RetailSchema.inventorySignals
     private let names: [String: ColumnName]
 
     static let stages = ["reached", "needs_confirmed", "demo", "negotiation", "won", "lost"]
     static let startMilliseconds: UInt64 = 1_767_225_600_000
 
-    init() throws {
+    init(mix: Mix = .plain) throws {
+        self.mix = mix
         var names: [String: ColumnName] = [:]
-        for table in [RetailSchema.leads, RetailSchema.visits, RetailSchema.sales] {
+        for table in [RetailSchema.leads, RetailSchema.visits, RetailSchema.sales, RetailSchema.inventorySignals] {
             for column in table.columns { names[column.name.rawValue] = column.name }
         }
         self.names = names
     }
 
-    private func row(_ table: TableSchema, _ values: [(String, Value)]) throws -> [ColumnName: Value] {
+    func row(_ table: TableSchema, _ values: [(String, Value)]) throws -> [ColumnName: Value] {
         var row: [ColumnName: Value] = [:]
         for (name, value) in values {
-            guard let column = names[name] else {
+            guard let column = names[name], table.columns.contains(where: { $0.name == column }) else {
                 throw BenchError.setup("RetailSchema.\(table.name) has no column \(name); update RetailWorkload")
             }
             row[column] = value
@@ -37,11 +51,12 @@ struct RetailWorkload {
         return row
     }
 
-    /// One lead as a guide enters it on the terminal of `store`.
-    func lead(store: String, guide: String, index: Int, at milliseconds: UInt64) throws -> [ColumnName: Value] {
+    /// One lead as a guide enters it on the terminal of `store`; `phoneIndex` picks its phone
+    /// (by default its own, so no two leads of a store share one).
+    func lead(store: String, guide: String, index: Int, phoneIndex: Int? = nil, at milliseconds: UInt64) throws -> [ColumnName: Value] {
         let score = Int64(index * 37 % 101)
         let grade = score >= 85 ? "A" : score >= 60 ? "B" : "C"
-        let phone = "1380013\(String(index % 10_000).leftPadded(to: 4))"
+        let phone = "1380013\(String((phoneIndex ?? index) % 10_000).leftPadded(to: 4))"
         return try row(leads, [
             ("store", .text(store)), ("owner_guide", .text(guide)), ("customer_name", .text("Customer \(index % 9_973)")),
             ("phone", .text("+86 \(phone)")), ("phone_normalized", .text("+86\(phone)")), ("source", .text("walk-in")),
@@ -61,18 +76,40 @@ struct RetailWorkload {
         ])
     }
 
-    func sale(store: String, guide: String, lead: String, index: Int, at milliseconds: UInt64) throws -> [ColumnName: Value] {
+    func sale(store: String, guide: String, lead: String, index: Int, sku: String? = nil, at milliseconds: UInt64) throws -> [ColumnName: Value] {
         try row(sales, [
-            ("store", .text(store)), ("guide", .text(guide)), ("sku", .text("SKU-\(index % 700)")),
-            ("quantity", .integer(Int64(1 + index % 3))), ("amount_cents", .integer(Int64(1_999 + index * 113 % 50_000))),
+            ("store", .text(store)), ("guide", .text(guide)), ("sku", .text(sku ?? "SKU-\(index % 700)")),
+            ("quantity", .integer(Self.saleQuantity(index))), ("amount_cents", .integer(Int64(1_999 + index * 113 % 50_000))),
             ("at_ms", .integer(Int64(milliseconds))), ("lead", .text(lead)),
         ])
     }
+
+    static func saleQuantity(_ index: Int) -> Int64 { Int64(1 + index % 3) }
 
     /// Writes about `cells` cells (column values) of one terminal's day at `store` into
     /// `replica`, 500 rows per transaction, then the lead updates; returns how many rows it inserted.
     @discardableResult
     func writeDay(terminal: Int, store: String, cells: Int, into replica: Replica) throws -> Int {
+        switch mix {
+        case .plain: return try writePlainDay(terminal: terminal, store: store, cells: cells, into: replica)
+        case .rules: return try writeRulesDay(terminal: terminal, store: store, cells: cells, into: replica)
+        }
+    }
+
+    /// One replica per terminal in `scratch` (terminal n from 0 is store `storeID(n + 1)`), each
+    /// holding its day of about `cells` cells; returns them and how many rows they hold.
+    func writeFleet(terminals: Int, cells: Int, in scratch: ScratchDirectory) throws -> (replicas: [Replica], rows: Int) {
+        var replicas: [Replica] = []
+        var rows = 0
+        for terminal in 0..<terminals {
+            let replica = try Replica(path: scratch.path("terminal-\(terminal).sqlite"), schema: RetailSchema.all)
+            rows += try writeDay(terminal: terminal, store: storeID(terminal + 1), cells: cells, into: replica)
+            replicas.append(replica)
+        }
+        return (replicas, rows)
+    }
+
+    private func writePlainDay(terminal: Int, store: String, cells: Int, into replica: Replica) throws -> Int {
         var random = SplitMix64(seed: UInt64(terminal) &+ 0xBE7C)
         var written = 0
         var rows: [(TableName, String, [ColumnName: Value])] = []
@@ -98,19 +135,29 @@ struct RetailWorkload {
             }
             index += 1
         }
+        try insert(rows, into: replica)
+        let moved = try row(leads, [("stage", .text(Self.stages[2])), ("last_touch_ms", .integer(Int64(Self.startMilliseconds) + 86_400_000))])
+        let updated = stride(from: 0, to: leadKeys.count, by: 3).map { leadKeys[$0] }
+        try update(updated.map { ($0, moved) }, into: replica)
+        return rows.count
+    }
+
+    /// Inserts `rows` in transactions of 500 rows.
+    func insert(_ rows: [(TableName, String, [ColumnName: Value])], into replica: Replica) throws {
         for chunk in rows.chunked(500) {
             try replica.write { tx in
                 for (table, key, values) in chunk { try tx.insert(into: table, primaryKey: key, values) }
             }
         }
-        let moved = try row(leads, [("stage", .text(Self.stages[2])), ("last_touch_ms", .integer(Int64(Self.startMilliseconds) + 86_400_000))])
-        let updated = stride(from: 0, to: leadKeys.count, by: 3).map { leadKeys[$0] }
-        for chunk in updated.chunked(500) {
+    }
+
+    /// Updates leads in transactions of 500 rows.
+    func update(_ changes: [(String, [ColumnName: Value])], into replica: Replica) throws {
+        for chunk in changes.chunked(500) {
             try replica.write { tx in
-                for key in chunk { try tx.update(leads.name, primaryKey: key, set: moved) }
+                for (key, values) in chunk { try tx.update(leads.name, primaryKey: key, set: values) }
             }
         }
-        return rows.count
     }
 }
 

@@ -32,9 +32,12 @@ struct SyncBenchmark {
     var changes: Int
     var client: Client
     var durable: Bool
-    /// The hub's central rules (nil: none). The local baselines run the same rules after each
-    /// batch, so the ratio stays network against no network.
-    var rules: (any CentralRules)?
+    /// Without: the plain workload pushed to a hub without central rules. With: the rules
+    /// workload pushed to a hub without rules and to one running the retail rules, in the same
+    /// run (`SyncBenchmark+Rules.swift`).
+    var rules: Bool
+    /// Network runs per hub (with `rules`, alternately with and without; the best counts).
+    var rounds: Int
     var reporter: FigureReporter
 
     static let targetSeconds = 8.0
@@ -44,44 +47,45 @@ struct SyncBenchmark {
     static let groupCells = 200_000
 
     func run() throws {
+        if rules { return try runRulesComparison() }
         let scratch = try ScratchDirectory("sync")
         defer { scratch.remove() }
         let fsync = fsyncMedianMilliseconds(in: scratch.url)
 
         reporter.progress("writing \(terminals) terminal replicas of \(changes) cells each")
-        let workload = try RetailWorkload()
-        var replicas: [Replica] = []
-        var rows = 0
-        for terminal in 0..<terminals {
-            let replica = try Replica(path: scratch.path("terminal-\(terminal).sqlite"), schema: RetailSchema.all)
-            rows += try workload.writeDay(terminal: terminal, store: storeID(terminal + 1), cells: changes, into: replica)
-            replicas.append(replica)
-        }
+        let (replicas, rows) = try RetailWorkload(mix: .plain).writeFleet(terminals: terminals, cells: changes, in: scratch)
         let batches = try replicas.flatMap(Self.pushBatches)
         let cells = batches.reduce(0) { $0 + $1.cellCount }
 
         reporter.progress("local baseline: one Replica.apply per batch, \(batches.count) batches")
         let local = try Replica(path: scratch.path("local.sqlite"), schema: RetailSchema.all, options: .bench(durable: durable))
         let localSeconds = try measureSeconds {
-            for changeset in batches { try apply([changeset], to: local) }
+            for changeset in batches { try Self.apply([changeset], to: local, rules: nil) }
         }
         reporter.progress("local baseline: Replica.apply(group:) in groups of up to \(Self.groupCells) cells")
         let grouped = try Replica(path: scratch.path("grouped.sqlite"), schema: RetailSchema.all, options: .bench(durable: durable))
         let groups = Self.groups(of: batches)
         let groupSeconds = try measureSeconds {
-            for group in groups { try apply(group, to: grouped) }
+            for group in groups { try Self.apply(group, to: grouped, rules: nil) }
         }
 
         reporter.progress("\(client.rawValue) from \(terminals) terminals to a hub on loopback")
-        let hub = try BenchHub(path: scratch.path("hub.sqlite"), durable: durable, scope: .store, rules: rules)
-        defer { hub.stop() }
-        let (networkSeconds, acknowledged) = try syncConcurrently(replicas, with: hub.address)
-        try verify(hub: hub.replica, local: local, terminals: replicas, acknowledged: acknowledged)
+        var networkSeconds = Double.infinity
+        for round in 1...rounds {
+            let hub = try BenchHub(path: scratch.path("hub-\(round).sqlite"), durable: durable, scope: .store, rules: .none)
+            defer { hub.stop() }
+            let (seconds, acknowledged) = try syncConcurrently(replicas, with: hub.address)
+            try Self.verify(hub: hub.replica, terminals: replicas, acknowledged: acknowledged)
+            if try hub.replica.canonicalDump() != local.canonicalDump() {
+                throw BenchError.verification("the hub's tables differ from the locally merged replica's")
+            }
+            networkSeconds = min(networkSeconds, seconds)
+        }
 
         let issueShape = terminals == 100 && changes == 10_000
         reporter.header("storesync-bench sync: \(terminals) terminals × \(changes) cells, \(client == .push ? "pushed" : "synced (push + pull)") concurrently to one hub on loopback", notes: [
             "\(cells) cells in \(rows) rows (leads ~2/3 of cells, visits, sales), \(batches.count) PUSH batches, one store per terminal (store:ID scopes)",
-            "hub and baselines synchronous=\(durable ? "FULL" : "NORMAL"); rules: \(rules.map { "\(type(of: $0))" } ?? "none"); fsync p50 \(fsync.map { formatNumber($0, decimals: 2) + " ms" } ?? "unknown"); load average \(loadAverage())",
+            "hub and baselines synchronous=\(durable ? "FULL" : "NORMAL"); rules: none; best of \(rounds); fsync p50 \(fsync.map { formatNumber($0, decimals: 2) + " ms" } ?? "unknown"); load average \(loadAverage())",
         ])
         let counts = [("terminals", "\(terminals)"), ("cells", "\(cells)"), ("rows", "\(rows)"), ("client", "\"\(client.rawValue)\"")]
         reporter.emit(Figure(scenario: "sync_total", value: networkSeconds, unit: "s",
@@ -129,7 +133,7 @@ struct SyncBenchmark {
 
     /// One batch: `Replica.apply`; several: one group commit, as the hub's merge queue does.
     /// With rules, they run after each batch inside the transaction, as on the hub.
-    private func apply(_ group: [Changeset], to replica: Replica) throws {
+    static func apply(_ group: [Changeset], to replica: Replica, rules: (any CentralRules)?) throws {
         if rules == nil, group.count == 1 {
             _ = try replica.apply(group[0])
             return
@@ -140,58 +144,26 @@ struct SyncBenchmark {
         for case .failure(let error) in results { throw error }
     }
 
-    /// One thread per terminal, all released at once; the time runs from the release (connect
-    /// and handshake included) until the last terminal is done. Returns each terminal's last
+    /// Every terminal pushes (or syncs) at once; the time runs from the release (connect and
+    /// handshake included) until the last terminal is done. Returns each terminal's last
     /// acknowledged sequence.
-    private func syncConcurrently(_ replicas: [Replica], with address: SocketAddress) throws -> (Double, [UInt64]) {
-        let gate = DispatchSemaphore(value: 0)
-        let finished = DispatchGroup()
-        let results = Mutex<[Int: Result<UInt64, any Error>]>([:])
-        for (index, replica) in replicas.enumerated() {
-            finished.enter()
-            let scope = "store:" + storeID(index + 1)
-            let client = self.client
-            let thread = Thread {
-                gate.wait()
-                let result = Result<UInt64, any Error> {
-                    switch client {
-                    case .push:
-                        return try PushClient(replica: replica, hub: address, scope: scope).pushAll().acknowledged
-                    case .sync:
-                        var options = SyncOptions(hub: address, scope: scope)
-                        options.widestTableColumns = RetailSchema.widestTableColumns
-                        return try SyncClient(replica: replica, options: options, logger: Logger.discarding).syncOnce().pushCursor
-                    }
-                }
-                results.withLock { $0[index] = result }
-                finished.leave()
-            }
-            thread.name = "bench.terminal.\(index)"
-            thread.start()
-        }
-        let seconds = measureSeconds {
-            for _ in replicas { gate.signal() }
-            finished.wait()
-        }
-        let outcomes = results.withLock { $0 }
-        let acknowledged = try replicas.indices.map { index in
-            guard let outcome = outcomes[index] else { throw BenchError.verification("terminal \(index) did not report") }
-            return try outcome.get()
+    func syncConcurrently(_ replicas: [Replica], with address: SocketAddress) throws -> (Double, [UInt64]) {
+        let fleet = TerminalFleet(replicas, hub: address, client: client)
+        var acknowledged: [UInt64] = []
+        let seconds = try measureSeconds {
+            fleet.release()
+            acknowledged = try fleet.wait()
         }
         return (seconds, acknowledged)
     }
 
-    /// Every terminal's cursor on the hub reached its whole log, and (without rules) the hub's
-    /// user tables are byte-identical to the locally merged replica's.
-    private func verify(hub: Replica, local: Replica, terminals: [Replica], acknowledged: [UInt64]) throws {
+    /// Every terminal's cursor on the hub reached its whole log.
+    static func verify(hub: Replica, terminals: [Replica], acknowledged: [UInt64]) throws {
         for (terminal, pushed) in zip(terminals, acknowledged) {
             let cursor = try hub.cursor(for: terminal.id).received
             guard cursor == pushed, pushed == terminal.latestSequence else {
                 throw BenchError.verification("hub holds a terminal up to \(cursor); it pushed up to \(pushed) of \(terminal.latestSequence)")
             }
-        }
-        if rules == nil, try hub.canonicalDump() != local.canonicalDump() {
-            throw BenchError.verification("the hub's tables differ from the locally merged replica's")
         }
     }
 }

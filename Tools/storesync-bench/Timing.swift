@@ -71,3 +71,11 @@ struct ScratchDirectory {
 
     func remove() { try? FileManager.default.removeItem(at: url) }
 }
+
+/// CPU time this process used so far (every thread, user and system), in seconds.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
+    func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}

@@ -18,6 +18,18 @@ let usage = """
                          --client push|sync (PUSHes only, or `storesync sync`'s push then pull;
                          default push)
                          --synchronous normal|full (hub and baselines; default full, as the CLI)
+                         --rounds N (network runs per hub, the best counts; default 1)
+                         --rules (a workload the central rules work on: stock signals crossing
+                         thresholds, stage moves, duplicate phones; pushed to a hub without and
+                         to a hub with the retail rules, alternately; prints with ÷ without)
+      relay     terminals' cells reach HQ through a regional hub (relaying as `storesync hub
+                --upstream`), against the same cells pushed straight to HQ, in the same run:
+                time until HQ holds every row, both paths, and their ratio
+                options: --terminals N (default 100) --changes N (cells per terminal, default 10000)
+                         --rounds N (runs per path, alternating; the best counts; default 1)
+                         --rules (the retail rules on every hub, with the rules workload)
+                         --deadline-s N (longest wait for HQ to hold every row; default 300)
+                         --synchronous normal|full (every hub; default full, as the CLI)
       fanout    with N terminals connected live, latency from a committed write on one terminal
                 to the row being in another terminal's replica (p50, p99, max)
                 options: --terminals N (default 1000) --writes N (default 200)
@@ -52,6 +64,9 @@ struct CommandLineOptions {
     var benchmark: String
     var json = false
     var values: [String: String] = [:]
+    /// Flags without a value given on the command line and not yet taken by `flag(_:)`.
+    var flags: Set<String> = []
+    static let knownFlags: Set<String> = ["rules"]
 
     init(_ arguments: [String]) {
         var arguments = arguments
@@ -63,6 +78,8 @@ struct CommandLineOptions {
             let argument = arguments[index]
             if argument == "--json" {
                 json = true
+            } else if argument.hasPrefix("--"), Self.knownFlags.contains(String(argument.dropFirst(2))) {
+                flags.insert(String(argument.dropFirst(2)))
             } else if argument == "--help" || argument == "-h" {
                 print(usage)
                 exit(ExitCode.success.rawValue)
@@ -88,8 +105,12 @@ struct CommandLineOptions {
         return text
     }
 
+    mutating func flag(_ name: String) -> Bool {
+        flags.remove(name) != nil
+    }
+
     func rejectUnknown() {
-        if let name = values.keys.sorted().first { fail("unknown option --\(name)\n\(usage)", .usage) }
+        if let name = (Array(values.keys) + Array(flags)).sorted().first { fail("unknown option --\(name)\n\(usage)", .usage) }
     }
 }
 
@@ -113,9 +134,21 @@ func runBenchmarks() {
             let changes = options.int("changes", default: 10_000)
             let client = options.string("client", default: "push", allowed: ["push", "sync"])
             let synchronous = options.string("synchronous", default: "full", allowed: ["normal", "full"])
+            let rounds = options.int("rounds", default: 1)
+            let rules = options.flag("rules")
             options.rejectUnknown()
             try SyncBenchmark(terminals: terminals, changes: changes, client: SyncBenchmark.Client(rawValue: client) ?? .push,
-                              durable: synchronous == "full", rules: nil, reporter: FigureReporter(json: options.json)).run()
+                              durable: synchronous == "full", rules: rules, rounds: rounds, reporter: FigureReporter(json: options.json)).run()
+        case "relay":
+            let terminals = options.int("terminals", default: 100)
+            let changes = options.int("changes", default: 10_000)
+            let rounds = options.int("rounds", default: 1)
+            let deadline = options.int("deadline-s", default: 300)
+            let synchronous = options.string("synchronous", default: "full", allowed: ["normal", "full"])
+            let rules = options.flag("rules")
+            options.rejectUnknown()
+            try RelayBenchmark(terminals: terminals, changes: changes, durable: synchronous == "full", rules: rules ? .retail : .none,
+                               rounds: rounds, deadline: .seconds(deadline), reporter: FigureReporter(json: options.json)).run()
         case "fanout":
             let terminals = options.int("terminals", default: 1_000)
             let writes = options.int("writes", default: 200)
@@ -124,7 +157,7 @@ func runBenchmarks() {
             let synchronous = options.string("synchronous", default: "full", allowed: ["normal", "full"])
             options.rejectUnknown()
             try FanoutBenchmark(terminals: terminals, writes: writes, agents: agents, scope: BenchScope(rawValue: scope) ?? .store,
-                                durable: synchronous == "full", rules: nil, reporter: FigureReporter(json: options.json)).run()
+                                durable: synchronous == "full", rules: .none, reporter: FigureReporter(json: options.json)).run()
         case "conns":
             let connections = options.int("connections", default: 10_000)
             let hubBinary = options.values.removeValue(forKey: "hub-binary")
