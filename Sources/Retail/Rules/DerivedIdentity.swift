@@ -92,6 +92,32 @@ enum SHA256 {
 }
 
 extension Version {
+    /// The same text as `description` (`<milliseconds>.<counter>@<origin, 32 hex digits>`),
+    /// which review keys hash, built in one buffer: `ReplicaID.description` makes a string per
+    /// byte, and a review's key cost more in formatting its versions than in hashing them.
+    var keyText: String {
+        var text: [UInt8] = []
+        text.reserveCapacity(60)
+        func decimal(_ value: UInt64) {
+            var digits: [UInt8] = []
+            var rest = value
+            repeat {
+                digits.append(UInt8(ascii: "0") + UInt8(rest % 10))
+                rest /= 10
+            } while rest > 0
+            text.append(contentsOf: digits.reversed())
+        }
+        decimal(hlc.milliseconds)
+        text.append(UInt8(ascii: "."))
+        decimal(UInt64(hlc.counter))
+        text.append(UInt8(ascii: "@"))
+        let hex = Array("0123456789abcdef".utf8)
+        for word in [origin.high, origin.low] {
+            for shift in stride(from: 60, through: 0, by: -4) { text.append(hex[Int(word >> UInt64(shift) & 0xf)]) }
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
     /// A version the rules stored as (hlc INTEGER, origin BLOB) in their own tables, read
     /// without copying the blob. A blob that is not 16 bytes is a damaged table, reported.
     static func stored(hlc: Int64, origin bytes: UnsafeRawBufferPointer, table: String) throws(SyncError) -> Version {

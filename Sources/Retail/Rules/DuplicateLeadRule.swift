@@ -23,6 +23,7 @@ struct DuplicateLeadRule {
     private static let keySQL = "SELECT store, phone_normalized FROM leads WHERE id = ?"
     private static let pointingSQL = "SELECT id FROM leads WHERE canonical_id = ?"
     private static let groupSQL = "SELECT id, canonical_id FROM leads WHERE store = ?1 AND phone_normalized = ?2"
+    private static let groupSizeSQL = "SELECT count(*) FROM leads WHERE store = ?1 AND phone_normalized = ?2"
 
     struct GroupKey: Hashable {
         var store: String
@@ -36,12 +37,17 @@ struct DuplicateLeadRule {
         return GroupKey(store: storeID, phone: number)
     }
 
-    /// Re-links the group of a lead the batch inserted; its key comes from the batch's cells
-    /// (what the row now holds), which saves a lookup per new lead. A lead new here has no
+    /// Re-links the group of a lead the batch inserted; its key and link come from the batch's
+    /// cells (what the row now holds), which saves a lookup per new lead. A lead new here has no
     /// duplicates pointing to it from another group (any lead pointing to it shares its phone).
+    /// The common case, a new lead alone with its phone and linked to nothing, costs one count
+    /// over the (store, phone_normalized) index, which reads no row of the table.
     /// Returns (links written, reviews written).
-    func inserted(_ key: GroupKey?, in tx: RuleContext) throws -> (Int, Int) {
+    func inserted(_ key: GroupKey?, linked: Bool, in tx: RuleContext) throws -> (Int, Int) {
         guard let key else { return (0, 0) }
+        if !linked, try tx.scalar("duplicates.groupSize", Self.groupSizeSQL, [.text(key.store), .text(key.phone)])?.integerValue == 1 {
+            return (0, 0)
+        }
         return try relink(key, tx)
     }
 

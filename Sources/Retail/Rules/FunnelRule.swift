@@ -96,11 +96,30 @@ struct FunnelRule {
     /// Whether a stage write is one allowed step from the `previous_stage` written with it; a
     /// write that does not say where it moved from is taken as one.
     static func isValidStep(stage stageText: String?, previous previousText: String?, previousKnown: Bool) -> Bool {
-        guard let stage = stageText.flatMap(FunnelStage.init(name:)) else { return false }
+        guard let stage = stageText.flatMap(Self.stage(named:)) else { return false }
         guard previousKnown else { return true }
         guard let previousText else { return FunnelStage.isStep(from: nil, to: stage) }
-        guard let previous = FunnelStage(name: previousText) else { return false }
+        guard let previous = Self.stage(named: previousText) else { return false }
         return FunnelStage.isStep(from: previous, to: stage)
+    }
+
+    /// A stored stage name read as `FunnelStage(name:)` reads it (any letter case, `_` for `-`),
+    /// without its Foundation case mapping and replacement for ASCII names, which cost more than
+    /// the rest of recording a write: an ASCII name is folded byte by byte (the same result for
+    /// every ASCII text); anything else goes to `FunnelStage(name:)`.
+    static func stage(named text: String) -> FunnelStage? {
+        if let exact = FunnelStage(rawValue: text) { return exact }
+        var folded: [UInt8] = []
+        folded.reserveCapacity(text.utf8.count)
+        for byte in text.utf8 {
+            switch byte {
+            case 0x80...: return FunnelStage(name: text)
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): folded.append(byte | 0x20)
+            case UInt8(ascii: "_"): folded.append(UInt8(ascii: "-"))
+            default: folded.append(byte)
+            }
+        }
+        return FunnelStage(rawValue: String(decoding: folded, as: UTF8.self))
     }
 
     /// Brings one lead's stage to the furthest stage reached and logs what the writes did.
@@ -118,8 +137,8 @@ struct FunnelRule {
                 version: try row.withBlob(1) { bytes throws(SyncError) in
                     try Version.stored(hlc: row.int64(0), origin: bytes, table: "rules_funnel_writes")
                 },
-                stageText: stageText, stage: stageText.flatMap(FunnelStage.init(name:)),
-                previous: previousText.flatMap(FunnelStage.init(name:)), previousText: previousText,
+                stageText: stageText, stage: stageText.flatMap(Self.stage(named:)),
+                previous: previousText.flatMap(Self.stage(named:)), previousText: previousText,
                 previousKnown: row.int64(4) != 0, trusted: row.int64(5) != 0))
         }
         let guides = writes.filter { !$0.trusted }
@@ -136,7 +155,7 @@ struct FunnelRule {
         if let base {
             let target = Version(hlc: HLCTimestamp(rawValue: base.hlc.rawValue &+ 1), origin: RulesOrigin.stage(furthest))
             let stale = RulesOrigin.isRules(currentVersion.origin) && currentVersion < target
-            if current[0].textValue.flatMap(FunnelStage.init(name:)) != furthest || stale {
+            if current[0].textValue.flatMap(Self.stage(named:)) != furthest || stale {
                 compensated = try tx.update(RetailSchema.leads.name, primaryKey: lead,
                                             set: [Column.stage: .text(furthest.rawValue)], version: target)
             }
@@ -193,8 +212,8 @@ struct Review {
     /// Writes the review unless it is already there; returns 1 when it was new.
     func write(in tx: RuleContext) throws -> Int {
         let atMs = Int64(cause.hlc.milliseconds)
-        var fields = [rule, store ?? "", "leads", lead, action, detail, "\(atMs)", cause.description]
-        if let other { fields.append(other.description) }
+        var fields = [rule, store ?? "", "leads", lead, action, detail, "\(atMs)", cause.keyText]
+        if let other { fields.append(other.keyText) }
         let inserted = try tx.insert(into: RetailSchema.ruleReviews.name, primaryKey: DerivedKey.make("R-", fields), [
             Column.rule: .text(rule), Column.store: store.map(Value.text) ?? .null, Column.subjectTable: .text("leads"),
             Column.subjectID: .text(lead), Column.action: .text(action), Column.detail: .text(detail), Column.atMs: .integer(atMs),

@@ -108,6 +108,7 @@ public struct RetailRules: Sendable {
         let columns = FunnelRule.Columns(changes)
         let store = changes.index(of: Column.store)
         let phone = changes.index(of: Column.phoneNormalized)
+        let canonical = changes.index(of: Column.canonicalID)
         let changed = result.changedRows
         var next = 0
         for row in changes.rows {
@@ -126,7 +127,8 @@ public struct RetailRules: Sendable {
             var reviews = 0
             switch rowOutcome {
             case .inserted:
-                (links, reviews) = try duplicates.inserted(DuplicateLeadRule.key(of: row, store: store, phone: phone), in: tx)
+                let linked = row.cell(canonical).map { !$0.value.isNull } ?? false
+                (links, reviews) = try duplicates.inserted(DuplicateLeadRule.key(of: row, store: store, phone: phone), linked: linked, in: tx)
             case .updated(let changedColumns) where changedColumns.contains(where: { $0 == Self.storeColumn || $0 == Self.phoneColumn }):
                 (links, reviews) = try duplicates.moved(row.primaryKey, in: tx)
             default:

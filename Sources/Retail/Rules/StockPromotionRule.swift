@@ -200,10 +200,11 @@ struct StockPromotionRule {
             // Appending in order (the common case): fold on from the last state, one insert each.
             var fold = tail?.snapshot?.fold ?? StockFold()
             var previous: Version?
+            // The pair's parameters are bound once: a reset keeps the bindings.
+            try insert.bind([.text(key.store), .text(key.sku)])
             for event in events where event.version != previous {
                 previous = event.version
                 let crossed = fold.apply(event.kind, event.quantity, threshold: threshold)
-                try insert.bind([.text(key.store), .text(key.sku)])
                 try Self.bind(event.version, insert, at: 3)
                 try insert.bind(event.signal, at: 5)
                 try insert.bind(Int64(event.kind == .stocktake ? 1 : 0), at: 6)
@@ -221,8 +222,8 @@ struct StockPromotionRule {
         // Out of order, or the threshold changed: add the new events, then re-fold from the
         // earliest of them (from the start when the threshold changed).
         var earliest: Version?
+        try insert.bind([.text(key.store), .text(key.sku)])
         for event in events {
-            try insert.bind([.text(key.store), .text(key.sku)])
             try Self.bind(event.version, insert, at: 3)
             try insert.bind(event.signal, at: 5)
             try insert.bind(Int64(event.kind == .stocktake ? 1 : 0), at: 6)
