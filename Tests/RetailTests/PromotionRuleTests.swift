@@ -184,7 +184,10 @@ final class PromotionRuleTests: XCTestCase {
     /// identical rows (the guarantee: every hub that holds a crossing's history when it judges it).
     func testEveryHubHoldingACrossingsHistoryIssuesIdenticalRows() throws {
         var mixed = 0
-        let seeds = propertySeeds("PromotionRuleTests.histories", count: 4)
+        var seeds = propertySeeds("PromotionRuleTests.histories", count: 4)
+        // Random histories only sometimes put a crossing and other stores' signals in one HQ
+        // batch; seed 1 does (9 such batches), so every run covers that case.
+        if seeds.count > 1 { seeds[0] = 1 }
         for seed in seeds {
             let factory = try ReplicaFactory(self)
             let history = try PromotionHistory(seed: seed, factory: factory)
