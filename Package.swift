@@ -25,16 +25,18 @@ let package = Package(
         .target(name: "Retail", dependencies: ["SyncEngine", "SQLite", "LockBox"]),
         .target(name: "Hub", dependencies: ["SyncEngine", "Wire", "Net", "Logging", "LockBox"]),
         .target(name: "Terminal", dependencies: ["SyncEngine", "SQLite", "Wire", "Net", "Logging", "LockBox"]),
+        // The retail deployment's wiring of a hub: scopes, central rules, views and the relay to HQ.
+        .target(name: "RetailHub", dependencies: ["Hub", "Retail", "Terminal", "SyncEngine", "Net", "Wire", "Logging"]),
 
         .executableTarget(
             name: "storesync",
-            dependencies: ["SyncEngine", "Retail", "Hub", "Terminal", "Net", "Wire", "Logging", "LockBox"],
+            dependencies: ["SyncEngine", "Retail", "RetailHub", "Hub", "Terminal", "Net", "Wire", "Logging", "LockBox"],
             path: "Tools/storesync"
         ),
 
         .executableTarget(
             name: "storesync-bench",
-            dependencies: ["SyncEngine", "SQLite", "Wire", "Retail", "Hub", "Terminal", "Net", "Logging"],
+            dependencies: ["SyncEngine", "SQLite", "Wire", "Retail", "RetailHub", "Hub", "Terminal", "Net", "Logging"],
             path: "Tools/storesync-bench"
         ),
         // Child process for the crash-safety test: writes in a loop and reports each commit.

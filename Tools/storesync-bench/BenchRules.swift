@@ -1,11 +1,7 @@
 import Hub
 import Retail
+import RetailHub
 import SyncEngine
-
-/// The retail central rules plug into a hub as they are: `RetailRules.afterMerge` already has the
-/// `CentralRules` shape, so the adapter is this one conformance (declared by each executable that
-/// needs it, as `storesync` does, since neither Retail nor Hub depends on the other).
-extension RetailRules: CentralRules {}
 
 /// Which central rules a benchmark hub runs.
 enum BenchRules: String {

@@ -41,28 +41,3 @@ struct StoreScopePolicy: ScopePolicy {
         return RetailRowScope(scope: requested, directory: nil)
     }
 }
-
-/// The retail deployment's scopes over a store directory, as `storesync hub` grants them
-/// (`RetailScopePolicy` in Tools/storesync, without the analysts' report scope): a terminal
-/// gets its store and a regional hub its region, if the serving hub's own scope covers it and
-/// the store is registered there.
-struct DirectoryScopePolicy: ScopePolicy {
-    let own: NodeScope
-    let directory: StoreDirectory
-
-    func grant(role: Role, scope: String, peer: ReplicaID) throws -> any RowScope {
-        guard let requested = NodeScope(scope) else {
-            throw ScopeRefusal("scope \(scope) is not store:ID, region:ID or all")
-        }
-        switch (role, requested) {
-        case (.terminal, .store), (.hub, .region):
-            break
-        default:
-            throw ScopeRefusal("a \(role) may not ask for scope \(requested)")
-        }
-        if let reason = own.refusal(toServe: requested, regions: try directory.regions()) {
-            throw ScopeRefusal(reason)
-        }
-        return RetailRowScope(scope: requested, directory: directory)
-    }
-}

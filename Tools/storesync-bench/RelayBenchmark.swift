@@ -2,6 +2,7 @@ import Foundation
 import Hub
 import Net
 import Retail
+import RetailHub
 import SyncEngine
 
 /// `storesync-bench relay`: the terminals' day reaching HQ through a regional hub, against the
@@ -121,7 +122,7 @@ struct RelayBenchmark {
     private func startHQ(path: String, stores: BenchStores) throws -> BenchHub {
         let replica = try Replica(path: path, schema: RetailSchema.all, options: .bench(durable: durable))
         try stores.register(on: replica)
-        let policy = DirectoryScopePolicy(own: .all, directory: StoreDirectory(reader: try replica.makeReader()))
+        let policy = RetailScopePolicy(own: .all, directory: StoreDirectory(reader: try replica.makeReader()))
         return try BenchHub(replica: replica, policy: policy, rules: rules, label: "bench.hq")
     }
 
@@ -134,7 +135,7 @@ struct RelayBenchmark {
     private func pushThroughRegion(_ replicas: [Replica], to hq: BenchHub, stores: BenchStores, arrival: RowArrival,
                                    regionalPath: String) throws -> (PathTimes, RelayLink.Counts) {
         let replica = try Replica(path: regionalPath, schema: RetailSchema.all, options: .bench(durable: durable))
-        let policy = DirectoryScopePolicy(own: .region(Self.region), directory: StoreDirectory(reader: try replica.makeReader()))
+        let policy = RetailScopePolicy(own: .region(Self.region), directory: StoreDirectory(reader: try replica.makeReader()))
         let regional = try BenchHub(replica: replica, policy: policy, rules: rules, label: "bench.region")
         defer { regional.stop() }
         let relay = try RelayLink(replica: replica, upstream: hq.address, scope: "region:\(Self.region)", server: regional.server)

@@ -6,9 +6,8 @@ import Synchronization
 import SyncEngine
 import Terminal
 
-/// A regional hub's link to HQ wired as `storesync hub --upstream` wires it (`UpstreamRelay` in
-/// Tools/storesync/HubWiring.swift, which this target cannot import), with the same calls in the
-/// same places: a `LiveSyncAgent` on the hub's replica (role hub, the region's scope, pushing
+/// A regional hub's link to HQ wired as `storesync hub --upstream` wires it (`RetailHub`'s
+/// `UpstreamRelay`, which logs what this counts), with the same calls in the same places: a `LiveSyncAgent` on the hub's replica (role hub, the region's scope, pushing
 /// every row HQ did not write alone), woken by a `ReplicaChangeWatcher` on the replica file at
 /// each commit; the agent records the upstream and the last sync in the replica's settings and
 /// wakes the hub's live sessions when rows came down. It counts its disconnections and

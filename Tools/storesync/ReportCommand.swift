@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Net
 import Retail
+import RetailHub
 import SQLite
 import SyncEngine
 import Wire
@@ -96,9 +97,4 @@ struct RemoteReport {
         }
         return message
     }
-}
-
-/// The scope an analyst's report session asks for: views only, no rows either way.
-enum ReportScope {
-    static let name = "report"
 }

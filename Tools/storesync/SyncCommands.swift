@@ -5,6 +5,7 @@ import LockBox
 import Logging
 import Net
 import Retail
+import RetailHub
 import SyncEngine
 import Terminal
 

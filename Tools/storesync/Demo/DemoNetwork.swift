@@ -3,6 +3,7 @@ import Hub
 import Logging
 import Net
 import Retail
+import RetailHub
 import SyncEngine
 import Terminal
 
