@@ -415,11 +415,7 @@ final class LWWTable: ReplicatedTable {
     }
 
     func sequences(since sequence: UInt64, limit: Int, into sequences: inout [UInt64]) throws {
-        let statement = try statement(&sequencesStatement, sequencesSQL)
-        try statement.bind(Int64(bitPattern: sequence), at: 1)
-        try statement.bind(Int64(limit), at: 2)
-        defer { statement.reset() }
-        while try statement.step() { sequences.append(UInt64(bitPattern: statement.int64(at: 0))) }
+        try appendSequences(of: try statement(&sequencesStatement, sequencesSQL), since: sequence, limit: limit, into: &sequences)
     }
 
     func sequenceAndClockHighWater() throws -> (sequence: UInt64, hlc: UInt64) {

@@ -53,14 +53,8 @@ public final class Replica: Sendable {
                 let sites = try SiteTable(database: database)
                 _ = try sites.number(for: id)
                 sites.transactionCommitted()
-                var sequence: UInt64 = 0
-                var highestHLC: UInt64 = 0
-                for table in tables {
-                    let mark = try table.sequenceAndClockHighWater()
-                    sequence = max(sequence, mark.sequence)
-                    highestHLC = max(highestHLC, mark.hlc)
-                }
-                return (id, offset, tables, sites, sequence, highestHLC)
+                let mark = try highWater(of: tables)
+                return (id, offset, tables, sites, mark.sequence, mark.hlc)
             }
         }
         let (id, offset, tables, sites, sequence, highestHLC) = state
@@ -311,15 +305,9 @@ final class ReplicaCore {
         let current = try database.cachedStatement("PRAGMA data_version").fetchOne()?.first?.integerValue ?? 0
         guard current != dataVersion else { return }
         dataVersion = current
-        var sequence: UInt64 = 0
-        var highestHLC: UInt64 = 0
-        for table in tables {
-            let mark = try table.sequenceAndClockHighWater()
-            sequence = max(sequence, mark.sequence)
-            highestHLC = max(highestHLC, mark.hlc)
-        }
-        context.raiseSequence(to: sequence)
-        context.clock.raise(to: HLCTimestamp(rawValue: highestHLC))
+        let mark = try highWater(of: tables)
+        context.raiseSequence(to: mark.sequence)
+        context.clock.raise(to: HLCTimestamp(rawValue: mark.hlc))
         try context.sites.reload()
     }
 

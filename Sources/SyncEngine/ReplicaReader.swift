@@ -36,7 +36,7 @@ public final class ReplicaReader: Sendable {
             return try readChanges(database: core.database, tables: core.tables, sites: core.sites, since: sequence,
                                    limit: max(1, limit), excluding: peer, onlyLocalWrites: onlyLocalWrites, scope: scope,
                                    localID: replicaID) {
-                try core.tables.reduce(UInt64(0)) { try max($0, $1.sequenceAndClockHighWater().sequence) }
+                try highWater(of: core.tables).sequence
             }
         }
     }

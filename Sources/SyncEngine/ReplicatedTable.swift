@@ -185,3 +185,24 @@ func hexString(_ bytes: [UInt8]) -> String {
     }
     return String(decoding: out, as: UTF8.self)
 }
+
+/// The highest change sequence and clock reading stored in any of `tables`: where a replica's
+/// counter and clock stand, at open and after another connection committed.
+func highWater(of tables: [any ReplicatedTable]) throws -> (sequence: UInt64, hlc: UInt64) {
+    var high: (sequence: UInt64, hlc: UInt64) = (0, 0)
+    for table in tables {
+        let mark = try table.sequenceAndClockHighWater()
+        high = (max(high.sequence, mark.sequence), max(high.hlc, mark.hlc))
+    }
+    return high
+}
+
+/// Runs a table's prepared `SELECT seq … WHERE seq > ?1 ORDER BY seq LIMIT ?2` and appends the
+/// sequences it finds.
+func appendSequences(of statement: Statement, since sequence: UInt64, limit: Int, into sequences: inout [UInt64]) throws {
+    try statement.bind(Int64(bitPattern: sequence), at: 1)
+    try statement.bind(Int64(limit), at: 2)
+    defer { statement.reset() }
+    while try statement.step() { sequences.append(UInt64(bitPattern: statement.int64(at: 0))) }
+}
+

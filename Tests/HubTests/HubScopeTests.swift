@@ -7,30 +7,9 @@ import Terminal
 import Wire
 import XCTest
 
-/// A store's terminal may have `store:S` for the stores the hub knows; its rows are those whose
-/// `store` column is S.
-private struct StorePolicy: ScopePolicy {
-    var knownStores: Set<String>
-
-    struct Rows: RowScope {
-        var store: String
-        func admits(_ row: RowChange, of table: TableName, columns: [ColumnName]) -> Bool {
-            guard let index = columns.firstIndex(of: HubTestSchema.column("store")) else { return false }
-            return row.cells.contains { $0.column == index && $0.value == .text(store) }
-        }
-    }
-
-    func grant(role: Role, scope: String, peer: ReplicaID) throws -> any RowScope {
-        guard scope.hasPrefix("store:"), knownStores.contains(String(scope.dropFirst(6))) else {
-            throw ScopeRefusal("scope \(scope) is not served here")
-        }
-        return Rows(store: String(scope.dropFirst(6)))
-    }
-}
-
 final class HubScopeTests: XCTestCase {
     private func makeFixture() throws -> HubFixture {
-        try HubFixture(scopes: StorePolicy(knownStores: ["S1", "S2"])) { $0.maxBatchCells = 40 }
+        try HubFixture(scopes: StoreScopePolicy(knownStores: ["S1", "S2"])) { $0.maxBatchCells = 40 }
     }
 
     private func sync(_ fixture: HubFixture, _ terminal: Replica, store: String) throws -> SyncReport {

@@ -81,3 +81,25 @@ func waitUntil(timeout: TimeInterval = 10, _ message: String, file: StaticString
     }
     XCTFail("timed out waiting: \(message)", file: file, line: line)
 }
+
+/// `store:S` for a terminal of store S (of the stores in `knownStores`, when given): its rows
+/// are those whose `store` column is S.
+struct StoreScopePolicy: ScopePolicy {
+    var knownStores: Set<String>?
+
+    struct Rows: RowScope {
+        var store: String
+        func admits(_ row: RowChange, of table: TableName, columns: [ColumnName]) -> Bool {
+            guard let index = columns.firstIndex(of: HubTestSchema.column("store")) else { return false }
+            return row.cells.contains { $0.column == index && $0.value == .text(store) }
+        }
+    }
+
+    func grant(role: Role, scope: String, peer: ReplicaID) throws -> any RowScope {
+        let store = String(scope.dropFirst(6))
+        guard scope.hasPrefix("store:"), knownStores.map({ $0.contains(store) }) ?? true else {
+            throw ScopeRefusal("scope \(scope) is not served here")
+        }
+        return Rows(store: store)
+    }
+}

@@ -10,22 +10,6 @@ import XCTest
 /// NOTIFY goes to the live sessions whose scope holds the commit (PROTOCOL.md §5.4): with a
 /// thousand terminals live, a store's write must not send every one of them pulling.
 final class LiveNotifyScopeTests: XCTestCase {
-    /// `store:S` sees the rows whose `store` column is S.
-    private struct StorePolicy: ScopePolicy {
-        struct Rows: RowScope {
-            var store: String
-            func admits(_ row: RowChange, of table: TableName, columns: [ColumnName]) -> Bool {
-                guard let index = columns.firstIndex(of: HubTestSchema.column("store")) else { return false }
-                return row.cells.contains { $0.column == index && $0.value == .text(store) }
-            }
-        }
-
-        func grant(role: Role, scope: String, peer: ReplicaID) throws -> any RowScope {
-            guard scope.hasPrefix("store:") else { throw ScopeRefusal("scope \(scope) is not served here") }
-            return Rows(store: String(scope.dropFirst(6)))
-        }
-    }
-
     private struct Unexpected: Error, CustomStringConvertible {
         var description: String
     }
@@ -54,7 +38,7 @@ final class LiveNotifyScopeTests: XCTestCase {
     }
 
     func testOnlySessionsWhoseScopeHoldsTheCommitAreNotified() throws {
-        let fixture = try HubFixture(scopes: StorePolicy())
+        let fixture = try HubFixture(scopes: StoreScopePolicy())
         let first = try liveSession(fixture, store: "S1")
         let second = try liveSession(fixture, store: "S2")
 
