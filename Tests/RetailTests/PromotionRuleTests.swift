@@ -160,20 +160,13 @@ final class PromotionRuleTests: XCTestCase {
             var random = SplitMix64(seed: seed)
             let north = try RulesHub(try world.factory.open("north-\(seed)", clock: world.hubClock))
             try feed(north, world, random: &random)
-            let expected = try north.replica.canonicalDump(includeVersions: true)
-            let rows = try north.replica.changes(since: 0).rowCount
-            let suggestions = try suggestionsByCrossing(north.replica)
-            for limit in 1...rows {
-                let hq = try RulesHub(try world.factory.open("hq-\(seed)-\(limit)", clock: TestClock(world.hubClock.now + 65_537)))
-                if let difference = try relay(from: north.replica, to: hq, limit: limit, expecting: suggestions) {
-                    XCTFail("seed \(seed) (replay with STORESYNC_SEED=\(seed)), HQ in batches of \(limit) rows: \(difference)")
-                    return
-                }
-                let dump = try hq.replica.canonicalDump(includeVersions: true)
-                guard dump == expected else {
-                    XCTFail("seed \(seed) (replay with STORESYNC_SEED=\(seed)), HQ in batches of \(limit) rows: \(firstDifference(dump, expected))")
-                    return
-                }
+            var mixed = 0
+            let difference = try differenceFeedingHQ(from: north.replica, mixed: &mixed) { limit in
+                try RulesHub(try world.factory.open("hq-\(seed)-\(limit)", clock: TestClock(world.hubClock.now + 65_537)))
+            }
+            if let difference {
+                XCTFail("seed \(seed) (replay with STORESYNC_SEED=\(seed)), \(difference)")
+                return
             }
         }
     }
@@ -211,19 +204,12 @@ final class PromotionRuleTests: XCTestCase {
                 return
             }
 
-            let suggestions = try suggestionsByCrossing(north.replica)
-            let rows = try north.replica.changes(since: 0).rowCount
-            for limit in 1...rows {
-                let hq = try RulesHub(try factory.open("hq-\(limit)", clock: TestClock(testEpoch + 10_800_000)))
-                if let difference = try relay(from: north.replica, to: hq, limit: limit, expecting: suggestions, mixed: &mixed) {
-                    XCTFail("seed \(seed) (replay with STORESYNC_SEED=\(seed)), HQ in batches of \(limit) rows: \(difference)")
-                    return
-                }
-                let dump = try hq.replica.canonicalDump(includeVersions: true)
-                guard dump == expected else {
-                    XCTFail("seed \(seed) (replay with STORESYNC_SEED=\(seed)), HQ in batches of \(limit) rows: \(firstDifference(dump, expected))")
-                    return
-                }
+            let difference = try differenceFeedingHQ(from: north.replica, mixed: &mixed) { limit in
+                try RulesHub(try factory.open("hq-\(limit)", clock: TestClock(testEpoch + 10_800_000)))
+            }
+            if let difference {
+                XCTFail("seed \(seed) (replay with STORESYNC_SEED=\(seed)), \(difference)")
+                return
             }
         }
         print("PromotionRuleTests.histories: \(mixed) HQ batches issued suggestions themselves with signals of several stores")
@@ -306,6 +292,22 @@ final class PromotionRuleTests: XCTestCase {
     /// `excused(crossing, last sequence of the batch)`. With `onlyIssued`, only crossings
     /// `expected` has suggestions for are checked. Counts in `mixed` the batches in which HQ
     /// issued suggestions while carrying several stores' signals. Returns the first difference.
+    /// HQ fed `source`'s log in batches of every size, a fresh HQ from `openHQ` per size, must end
+    /// with exactly `source`'s rows (and issue them as it goes): the first difference, or nil.
+    private func differenceFeedingHQ(from source: Replica, mixed: inout Int, openHQ: (Int) throws -> RulesHub) throws -> String? {
+        let expected = try source.canonicalDump(includeVersions: true)
+        let suggestions = try suggestionsByCrossing(source)
+        for limit in 1...(try source.changes(since: 0).rowCount) {
+            let hq = try openHQ(limit)
+            if let difference = try relay(from: source, to: hq, limit: limit, expecting: suggestions, mixed: &mixed) {
+                return "HQ in batches of \(limit) rows: \(difference)"
+            }
+            let dump = try hq.replica.canonicalDump(includeVersions: true)
+            guard dump == expected else { return "HQ in batches of \(limit) rows: \(firstDifference(dump, expected))" }
+        }
+        return nil
+    }
+
     private func relay(from source: Replica, to hq: RulesHub, limit: Int, expecting expected: [String: [[SQLValue]]],
                        onlyIssued: Bool = false, mixed: inout Int,
                        excused: (String, UInt64) -> Bool = { _, _ in false }) throws -> String? {
