@@ -42,7 +42,7 @@ public enum LeadViews {
                     WHERE v.lead = l.id OR v.lead IN (SELECT d.id FROM leads AS d WHERE d.canonical_id = l.id)) AS visits,
                    (SELECT count(*) FROM sales AS s
                     WHERE s.lead = l.id OR s.lead IN (SELECT d.id FROM leads AS d WHERE d.canonical_id = l.id)) AS sales,
-                   (SELECT CAST(total(\(validAmount("s")) AS INTEGER) FROM sales AS s
+                   (SELECT CAST(total(\(validAmount("s"))) AS INTEGER) FROM sales AS s
                     WHERE s.lead = l.id OR s.lead IN (SELECT d.id FROM leads AS d WHERE d.canonical_id = l.id)) AS sales_cents
             FROM leads AS l WHERE l.canonical_id IS NULL OR l.canonical_id = l.id;
         """

@@ -186,7 +186,7 @@ public enum Leads {
                     OR (l.canonical_id IS NULL AND v.lead IN (SELECT d.id FROM leads AS d WHERE d.canonical_id = l.id))),
                (SELECT count(*) FROM sales AS s WHERE s.lead = l.id
                     OR (l.canonical_id IS NULL AND s.lead IN (SELECT d.id FROM leads AS d WHERE d.canonical_id = l.id))),
-               (SELECT CAST(total(\(LeadViews.validAmount("s")) AS INTEGER) FROM sales AS s WHERE s.lead = l.id
+               (SELECT CAST(total(\(LeadViews.validAmount("s"))) AS INTEGER) FROM sales AS s WHERE s.lead = l.id
                     OR (l.canonical_id IS NULL AND s.lead IN (SELECT d.id FROM leads AS d WHERE d.canonical_id = l.id)))
         FROM leads AS l
         WHERE l.store = ?1 AND (?2 IS NULL OR l.grade = ?2)
