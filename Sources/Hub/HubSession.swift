@@ -133,7 +133,7 @@ final class HubSession: Sendable {
             fail(.tooLarge, "push of \(changeset.cellCount) cells is above the limit of \(hub.configuration.maxBatchCells)")
             return
         }
-        do throws(PushRefusal) {
+        do throws(PushRefusal) {  // the application's schema: reads no database, and nothing refused reaches the merge
             try hub.configuration.pushValidator?.validate(changeset)
         } catch {
             fail(.invalidValue, error.reason)
