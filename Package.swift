@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", "SyncEngine"]),
         .testTarget(name: "HubTests", dependencies: ["Hub", "Terminal", "Net", "Wire", "SyncEngine", "SQLite", "Logging"]),
         .testTarget(name: "NetTests", dependencies: ["Net", "Wire", "SyncEngine", "Logging"]),
-        .testTarget(name: "RetailTests", dependencies: ["Retail", "SyncEngine", "SQLite"]),
+        .testTarget(name: "RetailTests", dependencies: ["Retail", "SyncEngine", "SQLite", "RetailHub", "Hub", "Terminal", "Wire", "Net", "Logging"]),
         // Drives the built storesync binary end to end, as users' scripts do.
         .testTarget(name: "CLITests", dependencies: ["storesync", "SQLite", "SyncEngine", "Retail"]),
     ]

@@ -19,6 +19,8 @@ public struct HubConfiguration: Sendable {
     public var readerCount = 2
     /// The widest replicated table, to turn a cell budget into a row budget for batches.
     public var widestTableColumns = 8
+    /// Checks every pushed batch before it is merged (nil: the engine's checks only).
+    public var pushValidator: (any PushValidator)?
 
     public init(listenAddress: SocketAddress) {
         self.listenAddress = listenAddress

@@ -133,6 +133,12 @@ final class HubSession: Sendable {
             fail(.tooLarge, "push of \(changeset.cellCount) cells is above the limit of \(hub.configuration.maxBatchCells)")
             return
         }
+        do throws(PushRefusal) {  // the application's schema: reads no database, and nothing refused reaches the merge
+            try hub.configuration.pushValidator?.validate(changeset)
+        } catch {
+            fail(.invalidValue, error.reason)
+            return
+        }
         do {
             if let outside = try outOfScopeRow(in: changeset) {
                 fail(.outOfScope, outside)

@@ -34,17 +34,19 @@ public enum FieldActivity {
         }
         let products = try draft.products.map { try Identifier.check($0, field: "--products") }
         let id = UniqueID.make(milliseconds: UInt64(max(0, now)))
+        let row: [ColumnName: Value] = [
+            Column.store: .text(store), Column.guide: .text(guide), Column.lead: draft.lead.map(Value.text) ?? .null,
+            Column.customerName: customer.map(Value.text) ?? .null, Column.atMs: .integer(now),
+            Column.durationMin: draft.durationMinutes.map(Value.integer) ?? .null,
+            Column.products: products.isEmpty ? .null : .text(products.joined(separator: ",")),
+            Column.outcome: outcome.map(Value.text) ?? .null,
+        ]
         let outcomeOfWrite: Result<Void, RetailError> = try replica.write { tx in
-            if let lead = draft.lead, !(try Leads.touch(lead, store: store, now: now, in: tx)) {
-                return .failure(.unknownLead(lead))
-            }
-            try tx.insert(into: RetailSchema.visits.name, primaryKey: id, [
-                Column.store: .text(store), Column.guide: .text(guide), Column.lead: draft.lead.map(Value.text) ?? .null,
-                Column.customerName: customer.map(Value.text) ?? .null, Column.atMs: .integer(now),
-                Column.durationMin: draft.durationMinutes.map(Value.integer) ?? .null,
-                Column.products: products.isEmpty ? .null : .text(products.joined(separator: ",")),
-                Column.outcome: outcome.map(Value.text) ?? .null,
-            ])
+            // An unknown lead is reported as such before the schema's verdict on its id.
+            if let lead = draft.lead, !(try Leads.exists(lead, store: store, in: tx)) { return .failure(.unknownLead(lead)) }
+            if let refusal = RetailSchemaRules.visits.refusal(key: id, row, whole: true) { return .failure(refusal) }
+            if let lead = draft.lead { _ = try Leads.touch(lead, store: store, now: now, in: tx) }
+            try tx.insert(into: RetailSchema.visits.name, primaryKey: id, row)
             return .success(())
         }
         try outcomeOfWrite.get()
@@ -52,7 +54,7 @@ public enum FieldActivity {
     }
 
     /// The largest quantity one signal or sale line may carry.
-    public static let maximumQuantity: Int64 = 1_000_000_000
+    public static let maximumQuantity: Int64 = RetailBounds.maximumQuantity
 
     /// Records a stock signal for `sku` of `store`; returns its id. `quantity` is what the guide
     /// counted or moved: a sale or a receipt of 1 or more units, a stocktake of 0 or more, an
@@ -61,6 +63,7 @@ public enum FieldActivity {
                                     in replica: Replica, now: Int64) throws -> String {
         let id = UniqueID.make(milliseconds: UInt64(max(0, now)))
         let values = try signalValues(kind, sku: sku, quantity: quantity, guide: guide, store: store, now: now)
+        if let refusal = RetailSchemaRules.inventorySignals.refusal(key: id, values, whole: true) { throw refusal }
         try replica.write { tx in try tx.insert(into: RetailSchema.inventorySignals.name, primaryKey: id, values) }
         return id
     }
@@ -99,19 +102,22 @@ public enum FieldActivity {
     public static func recordSale(guide: String, sku: String, quantity: Int64, amountCents: Int64, lead: String?,
                                   store: String, in replica: Replica, now: Int64) throws -> (sale: String, signal: String) {
         let signalValues = try signalValues(.sale, sku: sku, quantity: quantity, guide: guide, store: store, now: now)
-        guard amountCents >= 0 else {
-            throw RetailError.invalidValue(field: "--amount", expected: "a non-negative amount with at most two decimals, like 12.34")
+        guard (0...RetailBounds.maximumAmountCents).contains(amountCents) else {
+            throw RetailError.invalidValue(field: "--amount", expected: "an amount from 0 to \(RetailViews.decimal(cents: RetailBounds.maximumAmountCents)) with at most two decimals, like 12.34")
         }
         let saleID = UniqueID.make(milliseconds: UInt64(max(0, now)))
         let signalID = UniqueID.make(milliseconds: UInt64(max(0, now)))
+        let sale: [ColumnName: Value] = [
+            Column.store: .text(store), Column.guide: .text(guide), Column.sku: .text(sku), Column.quantity: .integer(quantity),
+            Column.amountCents: .integer(amountCents), Column.atMs: .integer(now), Column.lead: lead.map(Value.text) ?? .null,
+        ]
+        if let refusal = RetailSchemaRules.inventorySignals.refusal(key: signalID, signalValues, whole: true) { throw refusal }
         let outcome: Result<Void, RetailError> = try replica.write { tx in
-            if let lead, !(try Leads.touch(lead, store: store, now: now, in: tx)) {
-                return .failure(.unknownLead(lead))
-            }
-            try tx.insert(into: RetailSchema.sales.name, primaryKey: saleID, [
-                Column.store: .text(store), Column.guide: .text(guide), Column.sku: .text(sku), Column.quantity: .integer(quantity),
-                Column.amountCents: .integer(amountCents), Column.atMs: .integer(now), Column.lead: lead.map(Value.text) ?? .null,
-            ])
+            // An unknown lead is reported as such before the schema's verdict on its id.
+            if let lead, !(try Leads.exists(lead, store: store, in: tx)) { return .failure(.unknownLead(lead)) }
+            if let refusal = RetailSchemaRules.sales.refusal(key: saleID, sale, whole: true) { return .failure(refusal) }
+            if let lead { _ = try Leads.touch(lead, store: store, now: now, in: tx) }
+            try tx.insert(into: RetailSchema.sales.name, primaryKey: saleID, sale)
             try tx.insert(into: RetailSchema.inventorySignals.name, primaryKey: signalID, signalValues)
             return .success(())
         }
@@ -177,6 +183,7 @@ public enum ReferenceData {
             Column.region: .text(region), Column.latitude: .real(latitude), Column.longitude: .real(longitude),
         ]
         if let name { values[Column.name] = .text(name) }
+        if let refusal = RetailSchemaRules.stores.refusal(key: id, values, whole: true) { throw refusal }
         try upsert(RetailSchema.stores.name, key: id, values, in: replica)
     }
 
@@ -189,9 +196,9 @@ public enum ReferenceData {
             throw RetailError.invalidValue(field: "--min", expected: "a whole number of units from 0 to \(FieldActivity.maximumQuantity)")
         }
         let key = "\(store)/\(sku)"
-        try upsert(RetailSchema.thresholds.name, key: key, [
-            Column.store: .text(store), Column.sku: .text(sku), Column.minQuantity: .integer(minimum),
-        ], in: replica)
+        let values: [ColumnName: Value] = [Column.store: .text(store), Column.sku: .text(sku), Column.minQuantity: .integer(minimum)]
+        if let refusal = RetailSchemaRules.thresholds.refusal(key: key, values, whole: true) { throw refusal }
+        try upsert(RetailSchema.thresholds.name, key: key, values, in: replica)
         return key
     }
 

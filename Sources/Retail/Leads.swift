@@ -76,18 +76,19 @@ public enum Leads {
         }
         let grade = LeadGrade(score: draft.score)
         let id = UniqueID.make(milliseconds: UInt64(max(0, now)))
-        try replica.write { tx in
-            try tx.insert(into: RetailSchema.leads.name, primaryKey: id, [
-                Column.store: .text(store), Column.ownerGuide: owner.map(Value.text) ?? .null,
-                Column.customerName: .text(name), Column.phone: .text(draft.phone.trimmingWhitespace()),
-                Column.phoneNormalized: .text(normalized), Column.source: source.map(Value.text) ?? .null,
-                Column.score: draft.score.map(Value.integer) ?? .null, Column.grade: .text(grade.rawValue),
-                Column.stage: .text(FunnelStage.reached.rawValue), Column.previousStage: .null,
-                Column.createdMs: .integer(now), Column.lastTouchMs: .null,
-                Column.nextActionDueMs: .integer(grade.due(createdMs: now, lastTouchMs: nil)),
-                Column.firstResponseMs: .null, Column.canonicalID: .null,
-            ])
-        }
+        let row: [ColumnName: Value] = [
+            Column.store: .text(store), Column.ownerGuide: owner.map(Value.text) ?? .null,
+            Column.customerName: .text(name), Column.phone: .text(draft.phone.trimmingWhitespace()),
+            Column.phoneNormalized: .text(normalized), Column.source: source.map(Value.text) ?? .null,
+            Column.score: draft.score.map(Value.integer) ?? .null, Column.grade: .text(grade.rawValue),
+            Column.stage: .text(FunnelStage.reached.rawValue), Column.previousStage: .null,
+            Column.createdMs: .integer(now), Column.lastTouchMs: .null,
+            Column.nextActionDueMs: .integer(grade.due(createdMs: now, lastTouchMs: nil)),
+            Column.firstResponseMs: .null, Column.canonicalID: .null,
+        ]
+        // The checks above explain a refusal in the command's terms; this one is the schema every hub enforces.
+        if let refusal = RetailSchemaRules.leads.refusal(key: id, row, whole: true) { throw refusal }
+        try replica.write { tx in try tx.insert(into: RetailSchema.leads.name, primaryKey: id, row) }
         return id
     }
 
@@ -121,6 +122,7 @@ public enum Leads {
                     values[Column.nextActionDueMs] = .integer(grade.due(createdMs: created, lastTouchMs: row[3].integerValue))
                 }
             }
+            if let refusal = RetailSchemaRules.leads.refusal(key: id, values, whole: false) { return .failure(refusal) }
             try tx.update(RetailSchema.leads.name, primaryKey: id, set: values)
             return .success(())
         }
@@ -145,14 +147,21 @@ public enum Leads {
                 Column.stage: .text(stage.rawValue), Column.previousStage: .text(current.rawValue),
             ]
             touch(&values, row: row, now: now, closing: stage.isClosed)
+            if let refusal = RetailSchemaRules.leads.refusal(key: id, values, whole: false) { return .failure(refusal) }
             try tx.update(RetailSchema.leads.name, primaryKey: id, set: values)
             return .success(current)
         }
         return try outcome.get()
     }
 
+    /// Whether `store` has the lead `id`, inside the caller's transaction.
+    static func exists(_ id: String, store: String, in tx: WriteTransaction) throws -> Bool {
+        try !tx.database.fetchAll(stageSQL, [.text(id), .text(store)]).isEmpty
+    }
+
     /// Marks a lead of `store` touched now (a visit or a sale with it), inside the caller's
-    /// transaction; false (and nothing written) when the store has no such lead.
+    /// transaction; false (and nothing written) when the store has no such lead. The caller
+    /// checked `now` as its own row's time: a touch writes only times and a due date from it.
     static func touch(_ id: String, store: String, now: Int64, in tx: WriteTransaction) throws -> Bool {
         guard let row = try tx.database.fetchAll(stageSQL, [.text(id), .text(store)]).first else { return false }
         var values: [ColumnName: Value] = [:]
@@ -177,7 +186,7 @@ public enum Leads {
                     OR (l.canonical_id IS NULL AND v.lead IN (SELECT d.id FROM leads AS d WHERE d.canonical_id = l.id))),
                (SELECT count(*) FROM sales AS s WHERE s.lead = l.id
                     OR (l.canonical_id IS NULL AND s.lead IN (SELECT d.id FROM leads AS d WHERE d.canonical_id = l.id))),
-               (SELECT COALESCE(sum(s.amount_cents), 0) FROM sales AS s WHERE s.lead = l.id
+               (SELECT CAST(total(\(LeadViews.validAmount("s"))) AS INTEGER) FROM sales AS s WHERE s.lead = l.id
                     OR (l.canonical_id IS NULL AND s.lead IN (SELECT d.id FROM leads AS d WHERE d.canonical_id = l.id)))
         FROM leads AS l
         WHERE l.store = ?1 AND (?2 IS NULL OR l.grade = ?2)

@@ -8,6 +8,9 @@ public enum RetailError: Error, Sendable, Equatable, CustomStringConvertible {
     case stageChange(lead: String, from: String, to: String, allowed: [String])
     /// The replica is not the kind of node the operation is for.
     case wrongNode(String)
+    /// The row a write would make breaks the application schema (the same check hubs make on
+    /// pushed rows); it names table, column and reason, never the value.
+    case schemaViolation(SchemaViolation)
 
     public var description: String {
         switch self {
@@ -20,6 +23,8 @@ public enum RetailError: Error, Sendable, Equatable, CustomStringConvertible {
             return "lead \(lead) is at \(from) and cannot move to \(to); \(next)"
         case .wrongNode(let reason):
             return reason
+        case .schemaViolation(let violation):
+            return violation.description
         }
     }
 }

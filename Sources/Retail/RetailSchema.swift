@@ -9,6 +9,9 @@ public import SyncEngine
 /// ids are operator-chosen identifiers (1–64 letters, digits, `-`, `_`, `.`). Rows written by the
 /// central rules (compensations, links, promotions, reviews) carry deterministic keys and
 /// versions, so every hub that derives one writes the same row.
+///
+/// What each column may hold (storage classes, required columns, bounds, formats) is the
+/// application schema, `RetailSchemaRules`, stated for other languages in Protocol/SCHEMA.md.
 public enum RetailSchema {
     /// Reference data, one row per store, written by HQ or hub operators (`storesync store add`).
     /// Key: the store id (e.g. `S001`).

@@ -69,15 +69,21 @@ public enum RetailViews {
 
     private static func sales(_ query: ReportQuery, _ database: Database) throws -> ViewTable {
         let key = GroupKey(query.grouping, guideColumn: "guide", timeColumn: "at_ms")
+        // Overflow-safe, exact sums of the values the schema allows (see `ExactSum`); a line
+        // whose amount or quantity is not one (held from before hubs validated) still counts
+        // as an order, and adds nothing.
         let rows = try database.fetchAll("""
-            SELECT \(key.select), SUM(t.amount_cents), SUM(t.quantity), COUNT(*)
+            SELECT \(key.select), \(ExactSum.sql("t.amount_cents", 0...RetailBounds.maximumAmountCents)),
+                   \(ExactSum.sql("t.quantity", 1...RetailBounds.maximumQuantity)), COUNT(*)
             FROM sales AS t LEFT JOIN stores AS st ON st.id = t.store
             WHERE \(inRange("at_ms"))
             GROUP BY \(key.select) ORDER BY \(key.select)
             """, range(query))
         let width = key.columns.count
         return ViewTable(columns: key.columns + ["revenue", "units", "orders"], rows: rows.map { row in
-            Array(row[0..<width]) + [.text(decimal(cents: row[width].integerValue ?? 0)), row[width + 1], row[width + 2]]
+            let revenue = ExactSum(high: row[width], low: row[width + 1])
+            let units = ExactSum(high: row[width + 2], low: row[width + 3])
+            return Array(row[0..<width]) + [.text(revenue.decimal(scale: 2)), units.value, row[width + 4]]
         })
     }
 

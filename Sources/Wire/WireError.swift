@@ -30,6 +30,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let unknownView = ErrorCode(rawValue: 38)
     public static let badCursor = ErrorCode(rawValue: 39)
     public static let schemaMismatch = ErrorCode(rawValue: 40)
+    public static let invalidValue = ErrorCode(rawValue: 41)
 
     /// Every code this version of the spec defines, with its spec name.
     public static let known: [(code: ErrorCode, name: String)] = [
