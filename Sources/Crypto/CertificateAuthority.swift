@@ -61,6 +61,22 @@ public struct CertificateAuthority: Sendable {
             throw CryptoError(.invalidArgument, "issue", reason: "scope \(scope) does not belong to role \(role.rawValue)")
         }
         guard replicaID.count == 16 else { throw CryptoError(.invalidArgument, "issue", reason: "replica id must be 16 bytes") }
+        return try self.issue(
+            request: request, name: name,
+            uris: [StoreSyncURI.role(role), StoreSyncURI.scope(scope), StoreSyncURI.replica(replicaID)],
+            notBefore: notBefore, notAfter: notAfter, serial: serial)
+    }
+
+    /// `issue` with the subjectAltName URIs given as they are: tests use it to make
+    /// certificates that lack, duplicate or garble an identity field.
+    package func issue(
+        request: CertificateRequest,
+        name: String,
+        uris: [String],
+        notBefore: Date,
+        notAfter: Date,
+        serial: CertificateSerial? = nil
+    ) throws(CryptoError) -> Certificate {
         guard request.hasValidSignature else {
             throw CryptoError(.invalidArgument, "X509_REQ_verify", reason: "request signature invalid")
         }
@@ -68,9 +84,6 @@ public struct CertificateAuthority: Sendable {
         guard let publicKey = X509_REQ_get0_pubkey(request.pointer) else {
             throw CryptoError.openSSL(.decoding, "X509_REQ_get0_pubkey")
         }
-        let alternativeNames = [
-            StoreSyncURI.role(role), StoreSyncURI.scope(scope), StoreSyncURI.replica(replicaID),
-        ].map { "URI:\($0)" }.joined(separator: ",")
         let chosenSerial: CertificateSerial
         if let serial {
             chosenSerial = serial
@@ -80,15 +93,37 @@ public struct CertificateAuthority: Sendable {
         return try buildCertificate(
             commonName: name, publicKey: publicKey, issuer: self.certificate, signingKey: self.key,
             serial: chosenSerial, notBefore: notBefore, notAfter: notAfter,
-            extensions: [
-                (NID_basic_constraints, "critical,CA:FALSE"),
-                (NID_key_usage, "critical,digitalSignature"),
-                (NID_ext_key_usage, "clientAuth,serverAuth"),
-                (NID_subject_key_identifier, "hash"),
-                (NID_authority_key_identifier, "keyid:always"),
-                (NID_subject_alt_name, alternativeNames),
-            ])
+            extensions: deviceExtensions(uris: uris, authorityKeyID: true))
     }
+
+    /// For tests only: a device certificate signed by its own key (a forged credential that
+    /// carries a well-formed identity but chains to no CA).
+    package static func selfSignedDevice(
+        key: PrivateKey, name: String, role: DeviceRole, scope: DeviceScope, replicaID: [UInt8],
+        notBefore: Date, notAfter: Date
+    ) throws(CryptoError) -> Certificate {
+        try buildCertificate(
+            commonName: name, publicKey: key.pointer, issuer: nil, signingKey: key,
+            serial: try CertificateSerial.random(), notBefore: notBefore, notAfter: notAfter,
+            extensions: deviceExtensions(
+                uris: [StoreSyncURI.role(role), StoreSyncURI.scope(scope), StoreSyncURI.replica(replicaID)],
+                authorityKeyID: false))
+    }
+}
+
+/// The extensions of every device certificate (see CERTIFICATES.md).
+private func deviceExtensions(uris: [String], authorityKeyID: Bool) -> [(Int32, String)] {
+    var extensions: [(Int32, String)] = [
+        (NID_basic_constraints, "critical,CA:FALSE"),
+        (NID_key_usage, "critical,digitalSignature"),
+        (NID_ext_key_usage, "clientAuth,serverAuth"),
+        (NID_subject_key_identifier, "hash"),
+    ]
+    if authorityKeyID { extensions.append((NID_authority_key_identifier, "keyid:always")) }
+    if !uris.isEmpty {
+        extensions.append((NID_subject_alt_name, uris.map { "URI:\($0)" }.joined(separator: ",")))
+    }
+    return extensions
 }
 
 /// Builds and signs an X.509 v3 certificate. `issuer` nil means self-signed.

@@ -25,7 +25,8 @@ public final class TLSContext: @unchecked Sendable {
     }
 
     public let side: Side
-    public let certificate: Certificate
+    /// This node's certificate (nil only in tests of a client that presents none).
+    public let certificate: Certificate?
     public let chainCA: Certificate
     public let acceptedPeerRoles: Set<DeviceRole>
     /// Called with the peer's serial (its device id) during every handshake, after the chain
@@ -81,8 +82,8 @@ public final class TLSContext: @unchecked Sendable {
 
     init(
         side: Side,
-        certificate: Certificate,
-        privateKey: PrivateKey,
+        certificate: Certificate?,
+        privateKey: PrivateKey?,
         chainCA: Certificate,
         acceptedPeerRoles: Set<DeviceRole>?,
         isRevoked: (@Sendable (CertificateSerial) -> Bool)?,
@@ -110,9 +111,13 @@ public final class TLSContext: @unchecked Sendable {
         storesync_ctx_set_modes(context)
         guard storesync_ctx_disable_resumption(context) == 1 else { throw TLSContext.failure("cannot disable session tickets") }
         // use_certificate / use_PrivateKey / add_cert take references of their own.
-        guard SSL_CTX_use_certificate(context, certificate.pointer) == 1 else { throw TLSContext.failure("certificate refused") }
-        guard SSL_CTX_use_PrivateKey(context, privateKey.pointer) == 1 else { throw TLSContext.failure("private key refused") }
-        guard SSL_CTX_check_private_key(context) == 1 else { throw TLSContext.failure("private key does not match certificate") }
+        if let certificate, let privateKey {
+            guard SSL_CTX_use_certificate(context, certificate.pointer) == 1 else { throw TLSContext.failure("certificate refused") }
+            guard SSL_CTX_use_PrivateKey(context, privateKey.pointer) == 1 else { throw TLSContext.failure("private key refused") }
+            guard SSL_CTX_check_private_key(context) == 1 else { throw TLSContext.failure("private key does not match certificate") }
+        } else if side == .server || certificate != nil || privateKey != nil {
+            throw .configuration("a certificate and its private key are required")
+        }
         guard let store = SSL_CTX_get_cert_store(context), X509_STORE_add_cert(store, chainCA.pointer) == 1 else {
             throw TLSContext.failure("cannot trust the chain CA")
         }
