@@ -55,6 +55,12 @@ let package = Package(
             dependencies: ["SyncEngine"],
             path: "Tools/storesync-crash-writer"
         ),
+        // In-memory TLS costs: handshakes per second and bytes per idle session.
+        .executableTarget(
+            name: "storesync-tls-bench",
+            dependencies: ["TLS", "Crypto", "COpenSSL"],
+            path: "Tools/storesync-tls-bench"
+        ),
         // libFuzzer target for the Wire decoder; a corpus replay tool in a normal build.
         .executableTarget(
             name: "storesync-wire-fuzz",

@@ -153,7 +153,10 @@ public final class TLSEngine {
     /// the next call, as a partial socket write would).
     public func takeOutbound(maxBytes: Int = Int.max) -> [UInt8] {
         let count = min(self.outboundByteCount, max(maxBytes, 0))
-        guard count > 0 else { return [] }
+        guard count > 0 else {
+            self.releaseIdleBuffers()
+            return []
+        }
         var bytes = [UInt8](repeating: 0, count: count)
         let read = bytes.withUnsafeMutableBytes { BIO_read(self.outbound, $0.baseAddress, Int32(clamping: $0.count)) }
         let taken = max(Int(read), 0)
@@ -314,6 +317,10 @@ public final class TLSEngine {
         }
         self.peerIdentity = identity
         self.phase = .established
+        // The handshake's flights grew both memory BIOs; swap them at the first idle moment.
+        self.inboundSinceFresh = max(self.inboundSinceFresh, TLSEngine.freshBIOThreshold + 1)
+        self.outboundSinceFresh = max(self.outboundSinceFresh, TLSEngine.freshBIOThreshold + 1)
+        self.releaseIdleBuffers()
     }
 
     private enum Wait {
