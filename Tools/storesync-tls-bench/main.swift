@@ -7,7 +7,7 @@ import TLS
 
 /// storesync-tls-bench: the TLS stage's costs on this machine, in memory (no sockets), so the
 /// figures are OpenSSL's and ours, not the kernel's. Run in release mode:
-/// `swift run -c release storesync-tls-bench [--handshakes N] [--idle N] [--traffic BYTES]`.
+/// `swift run -c release storesync-tls-bench [--handshakes N] [--idle N] [--traffic BYTES] [--breakdown N]`.
 ///
 /// - handshakes: full TLS 1.3 mutual handshakes (P-256 certificates, no resumption) between
 ///   a client and a server engine on one thread. Prints pairs per second (both sides' work on
@@ -16,12 +16,14 @@ import TLS
 /// - idle: N server engines kept after a handshake and `--traffic` bytes each way, clients
 ///   freed; OpenSSL's live bytes (counted through CRYPTO_set_mem_functions) divided by N is what
 ///   one idle session costs in OpenSSL; the RSS growth per engine is printed beside it.
-let usage = "usage: storesync-tls-bench [--handshakes N] [--idle N] [--traffic BYTES]"
+let usage = "usage: storesync-tls-bench [--handshakes N] [--idle N] [--traffic BYTES] [--breakdown N]"
 
 struct Options {
     var handshakes = 2000
     var idle = 1000
     var traffic = 64 * 1024
+    /// Rounds of each piece of the handshake timed alone (0: skip).
+    var breakdown = 0
 }
 
 func parseOptions() -> Options {
@@ -36,6 +38,7 @@ func parseOptions() -> Options {
         case "--handshakes": options.handshakes = value
         case "--idle": options.idle = value
         case "--traffic": options.traffic = value
+        case "--breakdown": options.breakdown = value
         default:
             FileHandle.standardError.write(Data("\(usage)\n".utf8))
             exit(64)
@@ -163,6 +166,24 @@ func run(_ options: Options) throws {
     let clientContext = try TLSContext(side: .client, certificate: terminalCert, privateKey: terminalKey, chainCA: ca.certificate)
 
     print("OpenSSL \(String(cString: OpenSSL_version(0)))")
+    if options.breakdown > 0 {
+        // Where a server's handshake time goes, piece by piece (thread CPU time per operation).
+        let rounds = options.breakdown
+        func time(_ label: String, _ body: () throws -> Void) rethrows {
+            let start = threadCPUSeconds()
+            for _ in 0..<rounds { try body() }
+            print(String(format: "breakdown: %@: %.1f µs", label, (threadCPUSeconds() - start) * 1e6 / Double(rounds)))
+        }
+        let der = try terminalCert.der()
+        let parsed = try Certificate(der: der)
+        try time("parse a peer certificate (d2i_X509 + its public key)") {
+            _ = X509_get0_pubkey(try Certificate(der: der).pointer)
+        }
+        try time("verify it against the CA (X509_verify_cert)") { try parsed.verify(trusting: [ca.certificate]) }
+        try time("read its StoreSync identity") { _ = try parsed.identity() }
+        try time("make and free a server engine (SSL_new/SSL_free)") { _ = try TLSEngine(context: serverContext) }
+        try time("generate a P-256 key") { _ = try PrivateKey.generateP256() }
+    }
 
     if handshakes > 0 {
         // Warm up (first use loads providers and tables).
