@@ -52,6 +52,26 @@ static inline int storesync_verify_peer_required(void) {
     return SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
 }
 
+/// Verify a certificate if the peer sends one (a server taking enrollments from devices that
+/// have none yet).
+static inline int storesync_verify_peer_optional(void) {
+    return SSL_VERIFY_PEER;
+}
+
+/// Sends `cert` after the leaf in this context's Certificate message (takes a reference).
+static inline int storesync_ctx_add1_chain_cert(SSL_CTX *ctx, X509 *cert) {
+    return (int)SSL_CTX_add1_chain_cert(ctx, cert);
+}
+
+static inline int storesync_x509_stack_count(const STACK_OF(X509) *stack) {
+    return stack == NULL ? 0 : sk_X509_num(stack);
+}
+
+/// Borrowed (get0) entry `index` of `stack`.
+static inline X509 *storesync_x509_stack_at(const STACK_OF(X509) *stack, int index) {
+    return sk_X509_value(stack, index);
+}
+
 // MARK: memory BIOs
 
 /// What a memory BIO answers when empty: -1 means "retry" (more bytes may come), 0 means

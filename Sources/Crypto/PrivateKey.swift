@@ -30,8 +30,9 @@ public final class PrivateKey: @unchecked Sendable {
     public convenience init(pem: String) throws(CryptoError) {
         OpenSSLErrorQueue.clear()
         let key = withReadOnlyBIO(Array(pem.utf8)) { bio in
-            // No password callback: a key that asks for a passphrase is refused, not prompted for.
-            PEM_read_bio_PrivateKey(bio, nil, nil, nil)
+            // A callback that gives no passphrase: without one OpenSSL would prompt on the
+            // terminal for an encrypted key; this way such a key is refused instead.
+            PEM_read_bio_PrivateKey(bio, nil, { _, _, _, _ in 0 }, nil)
         }
         guard let key else { throw CryptoError.openSSL(.decoding, "PEM_read_bio_PrivateKey") }
         self.init(taking: key)

@@ -43,8 +43,16 @@ public enum TLSWrite: Sendable, Equatable {
 /// Not thread-safe: one owner (a connection's queue, or a lock) drives it.
 public final class TLSEngine {
     public let context: TLSContext
-    /// The peer's verified identity, once the handshake is complete.
+    /// The peer's verified identity, once the handshake is complete. Nil only on a server
+    /// taking enrollments (`.optionalForEnrollment`) when the device presented no certificate:
+    /// such a session may enroll and nothing else.
     public private(set) var peerIdentity: DeviceIdentity?
+
+    /// For an enrollment client: the CA certificate the hub sent whose fingerprint matched the
+    /// pin, once the handshake is complete (store it as the chain CA file).
+    public var enrollmentCA: Certificate? {
+        self.isHandshakeComplete ? self.verification.pinnedCA : nil
+    }
 
     private enum Phase {
         case handshaking
@@ -87,7 +95,7 @@ public final class TLSEngine {
         self.ssl = ssl
         self.inbound = inbound
         self.outbound = outbound
-        self.verification = PeerVerification(acceptedRoles: context.acceptedPeerRoles, isRevoked: context.isRevoked)
+        self.verification = PeerVerification(context: context)
         switch context.side {
         case .server: SSL_set_accept_state(ssl)
         case .client: SSL_set_connect_state(ssl)
@@ -312,10 +320,16 @@ public final class TLSEngine {
     private func completeHandshake() throws(TLSError) {
         // The callback saw the leaf and recorded its identity; a missing one (no certificate
         // and yet no failure) is refused rather than trusted.
-        guard let identity = self.verification.identity, SSL_get_verify_result(self.ssl) == Int(storesync_x509_v_ok()) else {
+        let verified = SSL_get_verify_result(self.ssl) == Int(storesync_x509_v_ok()) && self.verification.failure == nil
+        if let identity = self.verification.identity, verified {
+            self.peerIdentity = identity
+        } else if verified, self.context.side == .server, self.context.clientCertificates == .optionalForEnrollment,
+                  SSL_get0_peer_certificate(self.ssl) == nil {
+            // An enrolling device without a certificate: allowed, with no identity.
+            self.peerIdentity = nil
+        } else {
             throw self.fail(.verificationFailed(self.verification.failure ?? .noCertificate))
         }
-        self.peerIdentity = identity
         self.phase = .established
         // The handshake's flights grew both memory BIOs; swap them at the first idle moment.
         self.inboundSinceFresh = max(self.inboundSinceFresh, TLSEngine.freshBIOThreshold + 1)

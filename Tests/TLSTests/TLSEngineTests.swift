@@ -212,8 +212,9 @@ final class TLSEngineTests: XCTestCase {
     func testClientWithoutCertificateIsRefused() throws {
         let fixture = try TLSFixture()
         let anonymous = try TLSContext(
-            side: .client, certificate: nil, privateKey: nil, chainCA: fixture.ca.certificate,
-            acceptedPeerRoles: nil, isRevoked: nil, maxOutboundCiphertext: 64 * 1024, versions: .tls13Only)
+            side: .client, certificate: nil, privateKey: nil, trust: .chainCA(fixture.ca.certificate),
+            clientCertificates: .required, acceptedPeerRoles: nil, isRevoked: nil, maxOutboundCiphertext: 64 * 1024,
+            versions: .tls13Only)
         try self.assertRefused(
             client: anonymous, server: try fixture.server(),
             clientError: .peerRefused(.certificateRequired), serverError: .verificationFailed(.noCertificate))
@@ -296,7 +297,7 @@ final class TLSEngineTests: XCTestCase {
         let fixture = try TLSFixture()
         let legacy = try TLSContext(
             side: .client, certificate: fixture.terminalCertificate, privateKey: fixture.terminalKey,
-            chainCA: fixture.ca.certificate, acceptedPeerRoles: nil, isRevoked: nil,
+            trust: .chainCA(fixture.ca.certificate), clientCertificates: .required, acceptedPeerRoles: nil, isRevoked: nil,
             maxOutboundCiphertext: 64 * 1024, versions: .tls12OnlyForTesting)
         try self.assertRefused(
             client: legacy, server: try fixture.server(),
