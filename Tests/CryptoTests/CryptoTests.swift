@@ -67,6 +67,24 @@ final class CryptoTests: XCTestCase {
         XCTAssertThrowsError(try Certificate(der: [0x30, 0x03, 0x02, 0x01]))
     }
 
+    /// An encrypted key (a throwaway made for this test) is refused, never prompted for: a
+    /// daemon has no terminal, and a prompt would hang it.
+    func testEncryptedKeyIsRefusedWithoutPrompting() {
+        let encrypted = """
+            -----BEGIN ENCRYPTED PRIVATE KEY-----
+            MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAh7xcZ2CDjLDQICCAAw
+            DAYIKoZIhvcNAgkFADAdBglghkgBZQMEAQIEEI5zmql6/ToRbomrrnjDBzkEgZAG
+            8d7NHA1K/yOUe+Rw+ROr7P21fLVMfuWRYCSle/7rRYQS+SiCi04e7MgAN79fBpVG
+            z3fDDWaSJz/FsHX/YnTyr1Fq2MJdTum/z2e80AtSgfstxJnf0GW7wQ2R7K7YO/EH
+            LqRB9omqTCCmzm72Ki8Z2UCgWQHOh3fMXJPmyPl3s6ivG/4IqQ3Tquyv+it4GMw=
+            -----END ENCRYPTED PRIVATE KEY-----
+
+            """
+        XCTAssertThrowsError(try PrivateKey(pem: encrypted)) { error in
+            XCTAssertEqual((error as? CryptoError)?.kind, .decoding)
+        }
+    }
+
     // MARK: CA and issuance
 
     func testRootCA() throws {
