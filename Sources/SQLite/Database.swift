@@ -49,10 +49,13 @@ public final class Database {
         _ = storesync_db_config_defensive(connection, 1)
         do {
             sqlite3_busy_timeout(connection, options.busyTimeoutMilliseconds)
-            if options.walMode && path != ":memory:" && !options.readOnly {
+            // A write-protected file opens read-only without an error (`isReadOnly` tells the
+            // caller); setting its journal mode would fail with a message that hides why.
+            let writable = !options.readOnly && sqlite3_db_readonly(connection, "main") != 1
+            if options.walMode && path != ":memory:" && writable {
                 try execute("PRAGMA journal_mode=WAL")
             }
-            if !options.readOnly {
+            if writable {
                 try execute("PRAGMA synchronous=\(options.synchronous.rawValue)")
             }
             try execute("PRAGMA cache_size=-\(max(0, options.cacheSizeKiB))")

@@ -8,6 +8,8 @@ public struct ReplicaOptions: Sendable {
     /// How far ahead of our wall clock a remote version may be before it is refused as clock skew.
     public var maxForwardDriftMilliseconds: UInt64 = 5 * 60 * 1000
     public var synchronous: Database.Options.Synchronous = .full
+    /// How long a write waits for another process's lock before failing as busy (retryable).
+    public var busyTimeoutMilliseconds: Int32 = 5_000
     /// Tests only: runs after the open transaction committed, before the replica is usable (where
     /// another process's commit once went unnoticed).
     var afterOpenTransaction: (@Sendable () -> Void)?
@@ -42,11 +44,22 @@ public final class Replica: Sendable {
     public init(path: String, schema: [TableSchema], options: ReplicaOptions = ReplicaOptions()) throws {
         var databaseOptions = Database.Options()
         databaseOptions.synchronous = options.synchronous
-        let database = try storage { try Database(path: path, options: databaseOptions) }
+        databaseOptions.busyTimeoutMilliseconds = options.busyTimeoutMilliseconds
+        let database: Database
+        do {
+            database = try Database(path: path, options: databaseOptions)
+        } catch let error as SQLiteError where error.isPermissionDenied {
+            throw SyncError.storage(SQLiteError(
+                code: error.code, extendedCode: error.extendedCode,
+                message: "cannot open \(path): no permission to read or write it or its directory (\(error.message))",
+                systemErrno: error.systemErrno))
+        } catch {
+            throw SyncError.storage(error as? SQLiteError ?? SQLiteError(code: 1, message: "\(error)"))
+        }
         if database.isReadOnly {
             // SQLite opens a write-protected file read-only without complaint; say why now
             // rather than fail at the first write with "attempt to write a readonly database".
-            throw SyncError.storage(SQLiteError(code: 8 /* SQLITE_READONLY */, message: "\(path) may not be written by this user (file permissions or a read-only file system)"))
+            throw SyncError.storage(SQLiteError(code: 8 /* SQLITE_READONLY */, message: "\(path) may not be written by this user: no write permission (file mode or a read-only file system)"))
         }
         let opened = try storage { try database.transaction { try ReplicaCore.open(database, schema: schema) } }
         options.afterOpenTransaction?()
