@@ -351,6 +351,10 @@ final class ReplicaCore {
     /// SQLite's `data_version` as this connection last saw it: it changes when another
     /// connection (another process) commits to the file.
     private var dataVersion: Int64
+    /// Statements that code running inside this replica's transactions (central rules) prepared
+    /// on its connection, by the caller's name: they belong to the replica that owns the
+    /// connection and are finalized with it, never kept by the caller across replicas.
+    var namedStatements: [String: Statement] = [:]
     /// The clock high-water as the file records it (`sync_state` `clock_high_water`).
     private var storedClock: UInt64
 

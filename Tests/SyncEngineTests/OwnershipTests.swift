@@ -82,3 +82,18 @@ private final class LockedCount: @unchecked Sendable {
     func set(_ value: Int64?) { lock.withLock { stored = value } }
     var value: Int64? { lock.withLock { stored } }
 }
+
+extension OwnershipTests {
+    /// Statements a rule prepares by name belong to the replica whose transaction prepared them.
+    func testNamedStatementsArePreparedOncePerReplica() throws {
+        let first = try openMemoryReplica()
+        let second = try openMemoryReplica()
+        let sql = "SELECT count(*) FROM leads"
+        let a = try first.write { tx in ObjectIdentifier(try tx.preparedStatement("count", sql)) }
+        let b = try first.write { tx in ObjectIdentifier(try tx.preparedStatement("count", sql)) }
+        XCTAssertEqual(a, b, "prepared once per replica")
+        try second.write { tx in try tx.insert(into: TestSchema.leads, primaryKey: "x", [TestSchema.column("name"): .text("a")]) }
+        let count = try second.write { tx in try tx.preparedStatement("count", sql).fetchOne()?.first }
+        XCTAssertEqual(count, .integer(1), "the other replica's statement runs on its own connection")
+    }
+}
