@@ -38,8 +38,10 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable, Equatable {
         /// The disk or the quota is full (`SQLITE_FULL`, `ENOSPC`, `EDQUOT`): the write was rolled
         /// back and nothing was lost; retry once there is room.
         case diskFull
-        /// The file or its directory may not be read or written by this user, or the file system
-        /// is read-only (`SQLITE_READONLY`, `SQLITE_CANTOPEN`, `SQLITE_PERM`, `EACCES`, `EPERM`, `EROFS`).
+        /// The file cannot be opened (missing directory, no permission), or it or its directory
+        /// may not be read or written by this user, or the file system is read-only
+        /// (`SQLITE_READONLY`, `SQLITE_CANTOPEN`, `SQLITE_PERM`, `EACCES`, `EPERM`, `EROFS`): an
+        /// operator must fix access; retrying unchanged does not help.
         case permissionDenied
         /// The file is not an SQLite database (`SQLITE_NOTADB`) or is damaged (`SQLITE_CORRUPT`).
         case notADatabase
