@@ -153,6 +153,11 @@ final class BackupTests: XCTestCase {
             XCTAssertTrue((error as? ReplicaFileError)?.isRetryable ?? false)
             XCTAssertTrue("\(error)".contains("process \(getpid()) (storesync hub --db hub.sqlite)"), "\(error)")
         }
+        // Another process is told the same.
+        let child = try ChildRun.start(try crashWriterExecutable(for: self), ["--try-lock", "--db", file], in: directory, name: "lock")
+        let result = child.finish()
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout, "locked \(getpid()) storesync hub --db hub.sqlite\n")
         // The lock is advisory: a one-shot command still opens and writes the replica.
         let replica = try Replica(path: file, schema: TestSchema.tables)
         try writeRows(replica, from: 0, count: 1)
@@ -161,6 +166,8 @@ final class BackupTests: XCTestCase {
         let next = try ReplicaLock.acquire(path: file, holder: "storesync sync --live")
         XCTAssertEqual(ReplicaLock.currentHolder(path: file)?.command, "storesync sync --live")
         next.release()
+        let free = try ChildRun.start(try crashWriterExecutable(for: self), ["--try-lock", "--db", file], in: directory, name: "free")
+        XCTAssertEqual(free.finish().stdout, "acquired\n", "a released lock is free for another process")
     }
 }
 

@@ -23,6 +23,12 @@
 // its own, so no other process can make the update miss). Prints `committed <n> <leadKey>`
 // after each commit and exits 0 after BATCHES batches.
 //
+// storesync-crash-writer --try-lock --db PATH
+//
+// Tries to take the replica's lock (ReplicaLock) as "storesync-crash-writer --try-lock" and
+// prints `acquired` or `locked <pid> <command>` (BackupTests: a second process is told who
+// holds the file).
+//
 // storesync-crash-writer --probe-open --db PATH [--as-nobody]
 //
 // Opens the replica once and prints `opened` or `error <category> <retryable> <message>`
@@ -57,6 +63,7 @@ struct Arguments {
         case crash
         case concurrent(batches: Int)
         case probeOpen(asNobody: Bool)
+        case tryLock
     }
 
     var path: String
@@ -68,6 +75,7 @@ struct Arguments {
         var seed: UInt64?
         var concurrent: Int?
         var probe = false
+        var tryLock = false
         var asNobody = false
         var iterator = arguments.makeIterator()
         while let argument = iterator.next() {
@@ -79,11 +87,17 @@ struct Arguments {
                 concurrent = count
             case "--probe-open": probe = true
             case "--as-nobody": asNobody = true
+            case "--try-lock": tryLock = true
             default: return nil
             }
         }
         guard let path else { return nil }
         self.path = path
+        if tryLock {
+            self.seed = 0
+            self.mode = .tryLock
+            return
+        }
         if probe {
             self.seed = 0
             self.mode = .probeOpen(asNobody: asNobody)
@@ -223,6 +237,23 @@ func probeOpen(_ arguments: Arguments, asNobody: Bool) throws {
     try FileHandle.standardOutput.write(contentsOf: Data((line + "\n").utf8))
 }
 
+/// Takes the replica's lock if it is free and reports what happened.
+func tryLock(_ arguments: Arguments) throws {
+    let line: String
+    switch Result(catching: { () throws(ReplicaFileError) -> ReplicaLock in
+        try ReplicaLock.acquire(path: arguments.path, holder: "storesync-crash-writer --try-lock")
+    }) {
+    case .success(let lock):
+        lock.release()
+        line = "acquired"
+    case .failure(.locked(_, let holder)):
+        line = "locked " + (holder.map { "\($0.pid) \($0.command)" } ?? "unknown")
+    case .failure(let error):
+        throw error
+    }
+    try FileHandle.standardOutput.write(contentsOf: Data((line + "\n").utf8))
+}
+
 guard let arguments = Arguments(Array(CommandLine.arguments.dropFirst())) else {
     writeStandardError("usage: storesync-crash-writer --db PATH --seed N [--concurrent BATCHES] | --probe-open --db PATH [--as-nobody]\n")
     exit(ExitCode.usage.rawValue)
@@ -232,6 +263,7 @@ do {
     case .crash: try runWriter(arguments)
     case .concurrent(let batches): try runConcurrentWriter(arguments, batches: batches)
     case .probeOpen(let asNobody): try probeOpen(arguments, asNobody: asNobody)
+    case .tryLock: try tryLock(arguments)
     }
 } catch {
     writeStandardError("storesync-crash-writer: \(error)\n")
