@@ -22,8 +22,13 @@ public struct ReplicaOptions: Sendable {
 ///
 /// Ownership: the writer connection, its prepared statements and the in-memory counters live in
 /// a `ReplicaCore` that a `ConnectionOwner` owns and serialises, so a `Replica` can be shared
-/// between threads; every write is one SQLite transaction that also records the change log. Reads (`read`) run on a read-only connection
-/// of their own, opened on first use, and never wait for the writer.
+/// between threads; every write is one SQLite transaction that also records the change log.
+/// Reads (`read`, `forEachRowVersion`) run on a read-only connection of the replica's own,
+/// opened on first use, and never wait for the writer.
+///
+/// One process per file is by agreement (`ReplicaLock`), not enforced here: one-shot commands
+/// write beside a live sync, and every write transaction first catches up with what other
+/// processes committed (sequence counter, clock, site numbers).
 public final class Replica: Sendable {
     public let id: ReplicaID
     /// Identities this file had before a restore from backup or a `reidentify`, oldest first.
@@ -59,7 +64,9 @@ public final class Replica: Sendable {
         if database.isReadOnly {
             // SQLite opens a write-protected file read-only without complaint; say why now
             // rather than fail at the first write with "attempt to write a readonly database".
-            throw SyncError.storage(SQLiteError(code: 8 /* SQLITE_READONLY */, message: "\(path) may not be written by this user: no write permission (file mode or a read-only file system)"))
+            throw SyncError.storage(SQLiteError(
+                code: 8 /* SQLITE_READONLY */,
+                message: "\(path) may not be written by this user: no write permission (file mode or a read-only file system)"))
         }
         let opened = try storage { try database.transaction { try ReplicaCore.open(database, schema: schema) } }
         options.afterOpenTransaction?()
