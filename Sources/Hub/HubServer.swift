@@ -46,7 +46,7 @@ public final class HubServer: Sendable {
     private let context: HubContext
     private let listener: Listener
     private let sessions = LockBox<[UInt64: HubSession]>([:])
-    private let sweeper = LockBox<(any DispatchSourceTimer)?>(nil)
+    private let sweeper = LockBox<DispatchTimerHandle?>(nil)
     private let stopped = Mutex(false)
     /// The highest sequence live sessions were told about (by a merge or an announcement).
     private let announced: LockBox<UInt64>
@@ -156,7 +156,7 @@ public final class HubServer: Sendable {
                 session.close()
             }
         }
-        self.sweeper.withLockedValue { $0 = sweeper }
+        self.sweeper.withLockedValue { $0 = DispatchTimerHandle(sweeper) }
         sweeper.resume()
         logger.notice("hub listening", [("address", "\(listener.boundAddress)"), ("replica", "\(context.replica.id)")])
     }
@@ -169,10 +169,23 @@ public final class HubServer: Sendable {
         }
         guard first else { return }
         listener.close()
-        sweeper.withLockedValue { $0?.cancel() }
+        sweeper.withLockedValue { $0?.timer.cancel() }
         context.mergeQueue.stop()
         let open = sessions.withLockedValue { Array($0.values) }
         for session in open { session.close() }
         logger.notice("hub stopped", [("sessions_closed", "\(open.count)")])
+    }
+}
+
+/// A dispatch timer that may be cancelled from any thread.
+///
+/// `@unchecked Sendable` is true: a dispatch source synchronises its own state (libdispatch's
+/// `resume`, `cancel` and `schedule` are thread-safe); Linux's Dispatch overlay only lacks the
+/// annotation.
+struct DispatchTimerHandle: @unchecked Sendable {
+    let timer: any DispatchSourceTimer
+
+    init(_ timer: any DispatchSourceTimer) {
+        self.timer = timer
     }
 }

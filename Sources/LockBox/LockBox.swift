@@ -2,11 +2,12 @@ import Foundation
 
 /// A value reached only while holding its lock (SwiftNIO's `NIOLockedValueBox`, in small).
 ///
-/// `@unchecked Sendable` is true because the only access to `value` is inside
-/// `withLockedValue`, under `lock`. It exists for what `Synchronization.Mutex` cannot hold
-/// comfortably: non-Sendable values (a SQLite connection, a Dispatch source) captured by
-/// escaping closures.
-public final class LockBox<Value>: @unchecked Sendable {
+/// It is `Sendable` only when its value is: the lock serialises access, but it cannot stop a
+/// non-Sendable value (a SQLite connection, a class with shared mutable state) from escaping
+/// through `withLockedValue`'s result or a captured reference, and being used unlocked on
+/// another thread. Non-Sendable state needs an owner that never hands it out (the engine's
+/// `ConnectionOwner`) or `Synchronization.Mutex`, whose `sending` rules the compiler checks.
+public final class LockBox<Value> {
     private let lock = NSLock()
     private var value: Value
 
@@ -20,3 +21,7 @@ public final class LockBox<Value>: @unchecked Sendable {
         return try body(&value)
     }
 }
+
+/// True because the only access to `value` is inside `withLockedValue`, under `lock`, and a
+/// Sendable value may cross threads itself.
+extension LockBox: @unchecked Sendable where Value: Sendable {}

@@ -40,7 +40,8 @@ public final class Database {
         guard code == SQLITE_OK else {
             let error = SQLiteError(connection: connection, code: code)
             sqlite3_close_v2(connection)
-            throw SQLiteError(code: error.code, extendedCode: error.extendedCode, message: "\(error.message) (opening \(path))")
+            throw SQLiteError(code: error.code, extendedCode: error.extendedCode, message: "\(error.message) (opening \(path))",
+                              systemErrno: error.systemErrno)
         }
         self.handle = connection
         self.path = path
@@ -48,10 +49,13 @@ public final class Database {
         _ = storesync_db_config_defensive(connection, 1)
         do {
             sqlite3_busy_timeout(connection, options.busyTimeoutMilliseconds)
-            if options.walMode && path != ":memory:" && !options.readOnly {
+            // A write-protected file opens read-only without an error (`isReadOnly` tells the
+            // caller); setting its journal mode would fail with a message that hides why.
+            let writable = !options.readOnly && sqlite3_db_readonly(connection, "main") != 1
+            if options.walMode && path != ":memory:" && writable {
                 try execute("PRAGMA journal_mode=WAL")
             }
-            if !options.readOnly {
+            if writable {
                 try execute("PRAGMA synchronous=\(options.synchronous.rawValue)")
             }
             try execute("PRAGMA cache_size=-\(max(0, options.cacheSizeKiB))")
@@ -74,7 +78,8 @@ public final class Database {
         if code != SQLITE_OK {
             let message = errorMessage.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(code))
             sqlite3_free(errorMessage)
-            throw SQLiteError(code: code & 0xff, extendedCode: sqlite3_extended_errcode(handle), message: message, sql: sql)
+            throw SQLiteError(code: code & 0xff, extendedCode: sqlite3_extended_errcode(handle), message: message, sql: sql,
+                              systemErrno: sqlite3_system_errno(handle))
         }
     }
 
@@ -143,6 +148,52 @@ public final class Database {
             throw error
         }
         return result
+    }
+
+    /// True when the main database is open read-only: asked for, or SQLite fell back to it because
+    /// the file may not be written (it opens a write-protected file read-only without an error).
+    public var isReadOnly: Bool { sqlite3_db_readonly(handle, "main") == 1 }
+
+    // MARK: Write-ahead log and copies
+
+    /// What a checkpoint did: `complete` when every frame of the WAL is in the main file.
+    public struct CheckpointResult: Sendable, Equatable {
+        public var walFrames: Int
+        public var checkpointedFrames: Int
+        public var complete: Bool
+    }
+
+    public enum CheckpointMode: Int32, Sendable {
+        case passive = 0, full = 1, restart = 2
+        /// Copies every frame into the main file and truncates the WAL to zero bytes, so the main
+        /// file alone holds every committed transaction.
+        case truncate = 3
+    }
+
+    /// Runs a WAL checkpoint on the main database. Another connection's open read transaction
+    /// can keep it from completing (`complete` is then false); it never fails for that alone.
+    @discardableResult
+    public func checkpoint(_ mode: CheckpointMode) throws -> CheckpointResult {
+        var log: Int32 = 0
+        var done: Int32 = 0
+        let code = sqlite3_wal_checkpoint_v2(handle, "main", mode.rawValue, &log, &done)
+        switch code {
+        case SQLITE_OK:
+            // Not in WAL mode: both counts are -1 and there is nothing to merge.
+            return CheckpointResult(walFrames: Int(max(0, log)), checkpointedFrames: Int(max(0, done)), complete: log == done)
+        case SQLITE_BUSY:
+            return CheckpointResult(walFrames: Int(max(0, log)), checkpointedFrames: Int(max(0, done)), complete: false)
+        default:
+            throw SQLiteError(connection: handle, code: code, sql: "wal_checkpoint")
+        }
+    }
+
+    /// Writes a compacted, consistent copy of the database to `path` (`VACUUM INTO`), from one
+    /// read snapshot: other connections keep writing meanwhile, and free pages (which may still
+    /// hold erased personal data) are not copied. `path` must not exist. Works on a read-only
+    /// connection. The copy is not synced to disk: the caller syncs it.
+    public func vacuum(into path: String) throws {
+        try prepare("VACUUM INTO ?").execute([.text(path)])
     }
 
     /// `PRAGMA integrity_check`: "ok" when the file is sound, otherwise SQLite's findings.

@@ -160,9 +160,28 @@ final class InsertOnlyTable: ReplicatedTable {
         try appendSequences(of: try statement(&sequencesStatement, sequencesSQL), since: sequence, limit: limit, into: &sequences)
     }
 
-    func sequenceAndClockHighWater() throws -> (sequence: UInt64, hlc: UInt64) {
-        let row = try database.fetchAll("SELECT seq, hlc FROM \(logName) ORDER BY seq DESC LIMIT 1").first
-        return (UInt64(bitPattern: row?[0].integerValue ?? 0), UInt64(bitPattern: row?[1].integerValue ?? 0))
+    func sequenceHighWater() throws -> UInt64 {
+        UInt64(bitPattern: try database.cachedStatement("SELECT max(seq) FROM \(logName)").fetchOne()?.first?.integerValue ?? 0)
+    }
+
+    func clockHighWater() throws -> UInt64 {
+        UInt64(bitPattern: try database.prepare("SELECT max(hlc) FROM \(logName)").fetchOne()?.first?.integerValue ?? 0)
+    }
+
+    var metadataTableName: String { "sync_log_\(schema.name.rawValue)" }
+
+    /// The log's sequence is its integer primary key: unique within the table from the start.
+    func dropLegacyIndexes() throws {}
+
+    func forEachSequence(_ body: (UInt64, String) throws -> Void) throws {
+        try database.prepare("SELECT seq, pk FROM \(logName)").forEachRow { row in
+            try body(UInt64(bitPattern: row.int64(0)), row.text(1) ?? "")
+        }
+    }
+
+    func moveSequence(primaryKey: String, from sequence: UInt64, to newSequence: UInt64) throws {
+        try database.prepare("UPDATE \(logName) SET seq = ?1 WHERE seq = ?2 AND pk = ?3")
+            .execute([.integer(Int64(bitPattern: newSequence)), .integer(Int64(bitPattern: sequence)), .text(primaryKey)])
     }
 
     func changedRowCount(since sequence: UInt64) throws -> Int {

@@ -85,8 +85,27 @@ final class LWWTable: ReplicatedTable {
                 cl_site INTEGER NOT NULL,
                 clock BLOB NOT NULL
             ) WITHOUT ROWID;
-            CREATE INDEX IF NOT EXISTS \(quoted("sync_lww_\(schema.name.rawValue)_by_seq")) ON \(metaName) (seq);
+            CREATE UNIQUE INDEX IF NOT EXISTS \(quoted("sync_lww_\(schema.name.rawValue)_seq")) ON \(metaName) (seq);
             """)
+    }
+
+    /// Format 1 indexed `seq` without a unique constraint, so a reused sequence went unnoticed
+    /// (and a pull cursor could skip a row); `createStorage` now makes a unique index instead.
+    func dropLegacyIndexes() throws {
+        try database.execute("DROP INDEX IF EXISTS \(quoted("sync_lww_\(schema.name.rawValue)_by_seq"))")
+    }
+
+    var metadataTableName: String { "sync_lww_\(schema.name.rawValue)" }
+
+    func forEachSequence(_ body: (UInt64, String) throws -> Void) throws {
+        try database.prepare("SELECT seq, pk FROM \(metaName)").forEachRow { row in
+            try body(UInt64(bitPattern: row.int64(0)), row.text(1) ?? "")
+        }
+    }
+
+    func moveSequence(primaryKey: String, from sequence: UInt64, to newSequence: UInt64) throws {
+        try database.prepare("UPDATE \(metaName) SET seq = ?1 WHERE pk = ?2 AND seq = ?3")
+            .execute([.integer(Int64(bitPattern: newSequence)), .text(primaryKey), .integer(Int64(bitPattern: sequence))])
     }
 
     private var tableName: String { name.rawValue }
@@ -418,15 +437,22 @@ final class LWWTable: ReplicatedTable {
         try appendSequences(of: try statement(&sequencesStatement, sequencesSQL), since: sequence, limit: limit, into: &sequences)
     }
 
-    func sequenceAndClockHighWater() throws -> (sequence: UInt64, hlc: UInt64) {
-        let statement = try database.cachedStatement("SELECT seq, cl_hlc, clock FROM \(metaName) ORDER BY seq DESC LIMIT 1")
+    func sequenceHighWater() throws -> UInt64 {
+        let statement = try database.cachedStatement("SELECT max(seq) FROM \(metaName)")
         defer { statement.reset() }
-        guard try statement.step() else { return (0, 0) }
-        let clock = try statement.withBlob(at: 2) { bytes throws(SyncError) in
-            try CellClock(bytes: bytes, columnCount: columnCount, table: tableName)
+        guard try statement.step() else { return 0 }
+        return UInt64(bitPattern: statement.int64(at: 0))
+    }
+
+    func clockHighWater() throws -> UInt64 {
+        var high: UInt64 = 0
+        try database.prepare("SELECT cl_hlc, clock FROM \(metaName)").forEachRow { row in
+            let clock = try row.withBlob(1) { bytes throws(SyncError) in
+                try CellClock(bytes: bytes, columnCount: columnCount, table: tableName)
+            }
+            high = max(high, UInt64(bitPattern: row.int64(0)), clock.highestHLC)
         }
-        let hlc = max(UInt64(bitPattern: statement.int64(at: 1)), clock.highestHLC)
-        return (UInt64(bitPattern: statement.int64(at: 0)), hlc)
+        return high
     }
 
     func changedRowCount(since sequence: UInt64) throws -> Int {

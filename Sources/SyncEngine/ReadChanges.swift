@@ -24,7 +24,7 @@ public struct ChangeBatch: Sendable, Hashable {
 func readChanges(
     database: Database, tables: [any ReplicatedTable], sites: SiteTable,
     since sequence: UInt64, limit: Int, excluding peer: ReplicaID?, onlyLocalWrites: Bool, scope: (any RowScope)?,
-    localID: ReplicaID, latestSequence: () throws -> UInt64
+    localID: ReplicaID, previousIDs: [ReplicaID], latestSequence: () throws -> UInt64
 ) throws -> ChangeBatch {
     try storage {
         try database.transaction(.deferred) {
@@ -32,8 +32,8 @@ func readChanges(
             var filter = SiteFilter.all
             filter.excluded = try peer.flatMap { try sites.currentNumber(for: $0) }
             if onlyLocalWrites {
-                // With no number yet, this replica never wrote: only an impossible site matches.
-                filter.only = try sites.currentNumber(for: localID) ?? UInt32.max
+                // An identity with no number yet never wrote; with none at all, nothing matches.
+                filter.only = try ([localID] + previousIDs).compactMap { try sites.currentNumber(for: $0) }
             }
             let latest = max(sequence, try latestSequence())
             var cut = latest

@@ -11,15 +11,16 @@ struct SequencedRow {
 struct SiteFilter {
     /// Leave out what this site wrote: the peer the batch is for has it already.
     var excluded: UInt32?
-    /// Keep only what this site wrote (a leaf replica pushing to the hub that sent it everything else).
-    var only: UInt32?
+    /// Keep only what these sites wrote (a leaf replica pushing to the hub that sent it everything
+    /// else: its own identity and those it had before a restore). One or two entries.
+    var only: [UInt32]?
 
     static let all = SiteFilter()
 
     @inline(__always)
     func admits(_ site: UInt32) -> Bool {
         if let excluded, site == excluded { return false }
-        if let only, site != only { return false }
+        if let only, !only.contains(site) { return false }
         return true
     }
 }
@@ -68,8 +69,24 @@ protocol ReplicatedTable: AnyObject {
     /// (from the sequence index alone, without reading the rows).
     func sequences(since sequence: UInt64, limit: Int, into sequences: inout [UInt64]) throws
 
-    /// Highest local sequence and highest HLC recorded in the table's metadata.
-    func sequenceAndClockHighWater() throws -> (sequence: UInt64, hlc: UInt64)
+    /// The table's `sync_` metadata table (unquoted), where its sequences live.
+    var metadataTableName: String { get }
+
+    /// Highest local sequence recorded in the table's metadata (from the sequence index).
+    func sequenceHighWater() throws -> UInt64
+
+    /// Highest HLC of any version the table holds: life versions and every cell's. A full scan,
+    /// for migrations and clock rebases only; opens read the high-water the replica keeps.
+    func clockHighWater() throws -> UInt64
+
+    /// Calls `body` with the sequence and key of every metadata row (a migration's full scan).
+    func forEachSequence(_ body: (UInt64, String) throws -> Void) throws
+
+    /// Gives the metadata row of `primaryKey` at `sequence` the new sequence `newSequence`.
+    func moveSequence(primaryKey: String, from sequence: UInt64, to newSequence: UInt64) throws
+
+    /// Drops what an older format created and the current one replaces (run once, on migration).
+    func dropLegacyIndexes() throws
 
     /// Rows changed after `sequence` (for status).
     func changedRowCount(since sequence: UInt64) throws -> Int
@@ -186,13 +203,21 @@ func hexString(_ bytes: [UInt8]) -> String {
     return String(decoding: out, as: UTF8.self)
 }
 
-/// The highest change sequence and clock reading stored in any of `tables`: where a replica's
-/// counter and clock stand, at open and after another connection committed.
-func highWater(of tables: [any ReplicatedTable]) throws -> (sequence: UInt64, hlc: UInt64) {
-    var high: (sequence: UInt64, hlc: UInt64) = (0, 0)
+/// The highest change sequence stored in any of `tables`: where a replica's counter stands, at
+/// open and after another connection committed. One index lookup per table.
+func sequenceHighWater(of tables: [any ReplicatedTable]) throws -> UInt64 {
+    var high: UInt64 = 0
     for table in tables {
-        let mark = try table.sequenceAndClockHighWater()
-        high = (max(high.sequence, mark.sequence), max(high.hlc, mark.hlc))
+        high = max(high, try table.sequenceHighWater())
+    }
+    return high
+}
+
+/// The highest HLC of any version stored in `tables` (a full scan of every table).
+func clockHighWater(of tables: [any ReplicatedTable]) throws -> UInt64 {
+    var high: UInt64 = 0
+    for table in tables {
+        high = max(high, try table.clockHighWater())
     }
     return high
 }

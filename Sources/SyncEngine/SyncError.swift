@@ -37,6 +37,61 @@ public enum SyncError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+extension SyncError {
+    /// What a caller (a script, a retry loop, an exit code) can do about an error, without
+    /// matching message text: a storage error is classified by its SQLite code and `errno`.
+    public enum Category: String, Sendable, Hashable {
+        /// Another connection or process holds the database's lock: retry later.
+        case busy
+        /// The disk or quota is full: nothing was written; retry once there is room.
+        case diskFull
+        /// The file or its directory may not be read or written (permissions, read-only file
+        /// system): an operator must fix access; retrying changes nothing.
+        case permissionDenied
+        /// The file is not a StoreSync replica (not SQLite, damaged, or without the engine's tables).
+        case notAReplica
+        /// The request or the data was refused (unknown table, clock skew, bad changeset, ...).
+        case refused
+        /// Any other storage failure.
+        case storage
+    }
+
+    public var category: Category {
+        switch self {
+        case .notAReplica: return .notAReplica
+        case .storage(let error):
+            switch error.category {
+            case .busy: return .busy
+            case .diskFull: return .diskFull
+            case .permissionDenied: return .permissionDenied
+            case .notADatabase: return .notAReplica
+            case .constraint, .other: return .storage
+            }
+        case .invalidName, .invalidReplicaID, .clockSkew, .unknownTable, .unknownColumn, .schemaMismatch,
+             .rowNotFound, .rowExists, .immutableTable, .invalidChangeset:
+            return .refused
+        }
+    }
+
+    /// Worth retrying unchanged later (busy database, full disk).
+    public var isRetryable: Bool { category == .busy || category == .diskFull }
+    public var isBusy: Bool { category == .busy }
+    public var isDiskFull: Bool { category == .diskFull }
+    public var isPermissionDenied: Bool { category == .permissionDenied }
+    public var isNotAReplica: Bool { category == .notAReplica }
+}
+
+/// Runs work that may throw the caller's own errors: SQLite's become `SyncError.storage`, every
+/// other error (a `SyncError`, a domain error thrown inside `Replica.write`) passes as itself.
+@inline(__always)
+func passingDomainErrors<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as SQLiteError {
+        throw SyncError.storage(error)
+    }
+}
+
 /// Runs SQLite work, turning its errors into `SyncError.storage`.
 @inline(__always)
 func storage<T>(_ body: () throws -> T) throws(SyncError) -> T {

@@ -78,6 +78,22 @@ extension WriteTransaction {
         return context.database
     }
 
+    /// A prepared statement on the replica's connection, prepared once per replica under
+    /// `name` and reset for reuse: for code that runs inside many transactions (central rules),
+    /// so its hot paths never re-parse SQL and the statements belong to the replica that owns
+    /// their connection. `sql` must be the same text for every use of one name. Valid only
+    /// inside this transaction's block.
+    public func preparedStatement(_ name: String, _ sql: String) throws -> Statement {
+        precondition(isOpen, "a WriteTransaction was used after its write block returned")
+        if let prepared = core.namedStatements[name] {
+            prepared.reset()
+            return prepared
+        }
+        let prepared = try context.database.prepare(sql)
+        core.namedStatements[name] = prepared
+        return prepared
+    }
+
     /// The version of one cell of a live row of a last-writer-wins table: nil when the row is
     /// missing or deleted, or the cell was never written.
     public func version(of tableName: TableName, primaryKey: String, column: ColumnName) throws -> Version? {

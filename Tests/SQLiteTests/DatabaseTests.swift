@@ -299,4 +299,54 @@ final class DatabaseTests: XCTestCase {
         }
         XCTAssertEqual(try database.integrityCheck(), "ok")
     }
+
+    // MARK: Checkpoints, copies, read-only files, errno
+
+    /// A truncating checkpoint leaves the main file holding every commit: a copy of it alone
+    /// (no `-wal`) has every row while the writer is still open.
+    func testTruncatingCheckpointPutsEveryCommitInTheMainFile() throws {
+        let database = try openDatabase()
+        try database.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        for index in 0..<50 { try database.run("INSERT INTO t (v) VALUES (?)", [.text("row \(index)")]) }
+        let result = try database.checkpoint(.truncate)
+        XCTAssertTrue(result.complete)
+        let wal = try databasePath() + "-wal"
+        XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: wal)[.size] as? NSNumber)?.intValue, 0)
+        let copy = try XCTUnwrap(directory).appendingPathComponent("copy.sqlite").path
+        try FileManager.default.copyItem(atPath: try databasePath(), toPath: copy)
+        XCTAssertEqual(try Database(path: copy).fetchScalar("SELECT count(*) FROM t"), .integer(50))
+
+        // Not in WAL mode: nothing to merge, and no error.
+        XCTAssertTrue(try Database(path: ":memory:").checkpoint(.truncate).complete)
+    }
+
+    /// `vacuum(into:)` copies one snapshot from a read-only connection while another writes,
+    /// and refuses an existing destination.
+    func testVacuumIntoCopiesOneSnapshotFromAReadOnlyConnection() throws {
+        let writer = try openDatabase()
+        try writer.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        try writer.run("INSERT INTO t (v) VALUES (?)", [.text("committed")])
+        let reader = try openDatabase { $0.readOnly = true }
+        XCTAssertTrue(reader.isReadOnly)
+        XCTAssertFalse(writer.isReadOnly)
+        try writer.execute("BEGIN IMMEDIATE")
+        try writer.run("INSERT INTO t (v) VALUES (?)", [.text("open transaction")])
+        let copy = try XCTUnwrap(directory).appendingPathComponent("copy.sqlite").path
+        try reader.vacuum(into: copy)
+        try writer.execute("COMMIT")
+        let copied = try Database(path: copy)
+        XCTAssertEqual(try copied.fetchAll("SELECT v FROM t"), [[.text("committed")]])
+        XCTAssertEqual(try copied.integrityCheck(), "ok")
+        XCTAssertThrowsError(try reader.vacuum(into: copy), "an existing file is never overwritten")
+    }
+
+    func testOpenFailuresCarryErrnoAndACategory() throws {
+        let missing = try XCTUnwrap(directory).appendingPathComponent("no/such/dir/x.sqlite").path
+        let error = try sqliteError { _ = try Database(path: missing) }
+        XCTAssertEqual(error.code, SQLITE_CANTOPEN)
+        XCTAssertEqual(error.systemErrno, ENOENT)
+        XCTAssertEqual(error.category, .permissionDenied, "cannot open: an operator must fix the path or its access")
+        XCTAssertTrue(error.description.contains("No such file or directory"), error.description)
+        XCTAssertFalse(error.isRetryable)
+    }
 }

@@ -46,3 +46,41 @@ func openMemoryReplica(clock: ManualClock = ManualClock(), drift: UInt64 = 5 * 6
     options.maxForwardDriftMilliseconds = drift
     return try Replica(path: ":memory:", schema: TestSchema.tables, options: options)
 }
+
+/// The helper binary Tools/storesync-crash-writer, built by SwiftPM beside the test bundle.
+func crashWriterExecutable(for testCase: XCTestCase) throws -> URL {
+    let bundle = Bundle(for: type(of: testCase)).bundleURL
+    let candidates = [bundle, bundle.deletingLastPathComponent()].map { $0.appendingPathComponent("storesync-crash-writer") }
+    return try XCTUnwrap(candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) },
+                         "storesync-crash-writer not found at \(candidates.map(\.path))")
+}
+
+/// A child process whose stdout and stderr go to files (nothing to drain while it runs).
+struct ChildRun {
+    let process: Process
+    let stdoutPath: String
+    let stderrPath: String
+
+    static func start(_ executable: URL, _ arguments: [String], in directory: URL, name: String) throws -> ChildRun {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        let stdoutPath = directory.appendingPathComponent("\(name).out").path
+        let stderrPath = directory.appendingPathComponent("\(name).err").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: stdoutPath, contents: nil))
+        XCTAssertTrue(FileManager.default.createFile(atPath: stderrPath, contents: nil))
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return ChildRun(process: process, stdoutPath: stdoutPath, stderrPath: stderrPath)
+    }
+
+    /// Waits for the exit and returns (status, stdout, stderr).
+    func finish() -> (status: Int32, stdout: String, stderr: String) {
+        process.waitUntilExit()
+        let out = (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+        return (process.terminationStatus, out, err)
+    }
+}

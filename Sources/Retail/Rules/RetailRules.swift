@@ -41,8 +41,6 @@ public struct RetailRules: Sendable {
     private let stock = StockPromotionRule()
     /// Whether the rules' state was checked against the replica's data (once per instance).
     private let installed = LockBox(false)
-    /// The rules' prepared statements, for the connection they last judged a batch on.
-    private let statements = LockBox<StatementCache?>(nil)
 
     /// Rules that prepare their tables in the first merge they judge (see `install(on:)`).
     public init() {}
@@ -73,29 +71,19 @@ public struct RetailRules: Sendable {
             try RuleTables.install(in: tx)
             installed.withLockedValue { $0 = true }
         }
-        return try statements.withLockedValue { cache in
-            let database = tx.database
-            let current: StatementCache
-            if let cache, cache.database === database {
-                current = cache
-            } else {
-                current = StatementCache(database)
-                cache = current
+        let context = RuleContext(tx: tx, statements: StatementCache(tx))
+        var outcome = Outcome()
+        for changes in changeset.tables {
+            switch changes.table {
+            case RetailSchema.leads.name:
+                try judgeLeads(changes, result: result, context, into: &outcome)
+            case RetailSchema.inventorySignals.name:
+                outcome.promotions += try stock.apply(Self.signals(in: changes), in: context)
+            default:
+                continue
             }
-            let context = RuleContext(tx: tx, statements: current)
-            var outcome = Outcome()
-            for changes in changeset.tables {
-                switch changes.table {
-                case RetailSchema.leads.name:
-                    try judgeLeads(changes, result: result, context, into: &outcome)
-                case RetailSchema.inventorySignals.name:
-                    outcome.promotions += try stock.apply(Self.signals(in: changes), in: context)
-                default:
-                    continue
-                }
-            }
-            return outcome
         }
+        return outcome
     }
 
     private static let storeColumn = RetailSchema.leads.columnIndex(of: Column.store)
@@ -215,7 +203,7 @@ enum RuleTables {
                 .append(StockEvent(signal: key, version: version, kind: signal.kind, quantity: signal.quantity))
         }
         let rule = StockPromotionRule()
-        let context = RuleContext(tx: tx, statements: StatementCache(database))
+        let context = RuleContext(tx: tx, statements: StatementCache(tx))
         for key in pairs.keys.sorted() {
             let threshold = try database.fetchScalar("SELECT min_quantity FROM thresholds WHERE id = ?", [.text("\(key.store)/\(key.sku)")])?.integerValue
             _ = try rule.fold((pairs[key] ?? []).sorted(by: StockEvent.inOrder), into: key, threshold: threshold, context)

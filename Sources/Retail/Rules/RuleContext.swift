@@ -1,27 +1,18 @@
 import SQLite
 import SyncEngine
 
-/// The rules' prepared statements for one connection, kept across batches: the hot paths never
-/// re-parse SQL, and find a statement by a short name rather than by hashing its text.
-///
-/// It holds its connection strongly (a weak reference would put every retain of the connection
-/// object on the slow path): one `RetailRules` per replica, as a hub has.
+/// The rules' prepared statements, by a short name: the replica whose transaction the rules
+/// judge prepares each once on its own connection and keeps it (`WriteTransaction.preparedStatement`),
+/// so the hot paths never re-parse SQL and no statement outlives or crosses its replica.
 final class StatementCache {
-    let database: Database
-    private var statements: [String: Statement] = [:]
+    let tx: WriteTransaction
 
-    init(_ database: Database) {
-        self.database = database
+    init(_ tx: WriteTransaction) {
+        self.tx = tx
     }
 
     func statement(_ name: String, _ sql: String) throws -> Statement {
-        if let prepared = statements[name] {
-            prepared.reset()
-            return prepared
-        }
-        let prepared = try database.prepare(sql)
-        statements[name] = prepared
-        return prepared
+        try tx.preparedStatement(name, sql)
     }
 }
 
