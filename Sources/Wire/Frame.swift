@@ -14,7 +14,7 @@ public enum WireFormat {
     /// Most elements (list entries, rows, cells, values) one message may carry.
     public static let maxElements = 1 << 20
     /// Protocol versions this codec implements.
-    public static let supportedProtocolVersions: [UInt16] = [1]
+    public static let supportedProtocolVersions: [UInt16] = [1, 2]
 
     /// A frame around an arbitrary payload, with a correct length and checksum. For tests,
     /// vectors and tools that need frames the encoder would refuse to produce.
