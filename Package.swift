@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "Wire", dependencies: ["SyncEngine"]),
         .target(name: "Net", dependencies: ["Wire", "Logging"]),
         .target(name: "Retail", dependencies: ["SyncEngine", "SQLite", "LockBox"]),
-        .target(name: "Hub", dependencies: ["SyncEngine", "Wire", "Net", "Logging", "LockBox"]),
+        .target(name: "Hub", dependencies: ["SyncEngine", "SQLite", "Wire", "Net", "Logging", "LockBox"]),
         .target(name: "Terminal", dependencies: ["SyncEngine", "SQLite", "Wire", "Net", "Logging", "LockBox"]),
         // The retail deployment's wiring of a hub: scopes, central rules, views and the relay to HQ.
         .target(name: "RetailHub", dependencies: ["Hub", "Retail", "Terminal", "SyncEngine", "Net", "Wire", "Logging"]),

@@ -106,9 +106,20 @@ extension FramedConnection {
 
     /// Runs the drain waiter (on the queue, after the lock) once the queue is at or below its threshold.
     func notifyDrainWaiterLocked(_ state: inout ConnectionState) {
-        guard let waiter = state.drainWaiter, state.queuedBytes <= waiter.threshold else { return }
-        state.drainWaiter = nil
-        self.queue.async { waiter.body(true) }
+        guard !state.drainWaiters.isEmpty else { return }
+        let queued = state.queuedBytes
+        let ready = state.drainWaiters.filter { queued <= $0.threshold }
+        guard !ready.isEmpty else { return }
+        state.drainWaiters.removeAll { queued <= $0.threshold }
+        self.queue.async { for waiter in ready { waiter.body(true) } }
+    }
+
+    /// Tells every drain waiter the connection is closing.
+    func failDrainWaitersLocked(_ state: inout ConnectionState) {
+        guard !state.drainWaiters.isEmpty else { return }
+        let waiters = state.drainWaiters
+        state.drainWaiters = []
+        self.queue.async { for waiter in waiters { waiter.body(false) } }
     }
 
     /// Suspends or resumes the read source to match what the state wants: paused by the owner
@@ -140,6 +151,7 @@ extension FramedConnection {
         switch state.phase {
         case .created:
             closeDescriptor(self.fd)
+            self.failDrainWaitersLocked(&state)
             state.outbound = []
             state.outboundStart = 0
             state.phase = .closed(reason)
@@ -150,10 +162,7 @@ extension FramedConnection {
                 return
             }
             state.phase = .closing(reason)
-            if let waiter = state.drainWaiter {
-                state.drainWaiter = nil
-                self.queue.async { waiter.body(false) }
-            }
+            self.failDrainWaitersLocked(&state)
             if state.queuedBytes == 0 {
                 Socket.shutdownWrite(self.fd)
                 state.wroteShutdown = true
@@ -180,10 +189,7 @@ extension FramedConnection {
         state.phase = .cancelling(reason)
         state.pendingCancels = 2
         self.updateReadInterestLocked(&state)
-        if let waiter = state.drainWaiter {
-            state.drainWaiter = nil
-            self.queue.async { waiter.body(false) }
-        }
+        self.failDrainWaitersLocked(&state)
         // A suspended (or never resumed) source cannot deliver its cancellation.
         if !state.writeArmed {
             state.writeSource?.resume()

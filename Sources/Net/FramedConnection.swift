@@ -185,9 +185,9 @@ public final class FramedConnection: Sendable {
 
     /// Waits, without blocking anything, until the bytes queued for sending drop to `bytes` or
     /// fewer, then runs `body` on the connection's queue. Runs `body` with false at once (on the
-    /// queue) if the connection is closing or closed, or when it closes while waiting. Only one
-    /// waiter at a time: a second call replaces the first, which is called with false.
-    /// How a producer streams a long answer without queueing it whole (VIEW_ROWS chunks).
+    /// queue) if the connection is closing or closed, or when it closes while waiting. Several
+    /// waiters may wait at once (each runs once). How a producer streams a long answer without
+    /// queueing it whole (VIEW_ROWS chunks).
     public func whenOutboundDrains(below bytes: Int, _ body: @escaping @Sendable (Bool) -> Void) {
         let immediate: Bool? = self.state.withLock { state in
             switch state.phase {
@@ -195,8 +195,7 @@ public final class FramedConnection: Sendable {
             case .closing, .cancelling, .closed: return false
             }
             if state.queuedBytes <= bytes { return true }
-            if let previous = state.drainWaiter { self.queue.async { previous.body(false) } }
-            state.drainWaiter = DrainWaiter(threshold: bytes, body: body)
+            state.drainWaiters.append(DrainWaiter(threshold: bytes, body: body))
             return nil
         }
         if let immediate { self.queue.async { body(immediate) } }
@@ -241,8 +240,8 @@ struct ConnectionState {
     var inputEnded = false
     /// The read source is suspended (balanced with resume; it must run to be cancelled).
     var readSuspended = false
-    /// Called once the outbound queue drains below its threshold.
-    var drainWaiter: DrainWaiter?
+    /// Called once the outbound queue drains to their thresholds.
+    var drainWaiters: [DrainWaiter] = []
     var onClose: (@Sendable (CloseReason) -> Void)?
     /// Bytes to send are `outbound[outboundStart...]`; empty (no capacity) when drained, so an
     /// idle connection holds no send buffer.
