@@ -181,7 +181,9 @@ public final class HubServer: Sendable {
             }
             guard admitted else {
                 logger.warning("connection cap reached; refusing a client", [("cap", "\(context.configuration.maxConnections)")])
-                connection.start(onMessage: { _ in }, onClose: { _ in })
+                // Kept open past the client's end of stream (onInputEnd), so the ERROR is sent
+                // however the client's HELLO and half-close race this refusal (PROTOCOL.md §1).
+                connection.start(onMessage: { _ in }, onInputEnd: {}, onClose: { _ in })
                 session.fail(.serverBusy, "the hub is at its connection limit", retryAfter: 5_000)
                 return
             }

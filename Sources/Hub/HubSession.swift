@@ -39,6 +39,8 @@ final class HubSession: Sendable {
         var viewsInFlight = 0
         /// Reading is paused for back-pressure (pushes or views), or for the handshake.
         var pausedForWork = false
+        /// The window, budget or view limit was reached and has not drained to half yet.
+        var pausedForLoad = false
         var pausedForHandshake = false
         /// The client half-closed: close once every answer it is owed has been sent.
         var inputEnded = false
@@ -274,6 +276,13 @@ final class HubSession: Sendable {
                 return
             }
             let accepted = hub.mergeQueue.submit(changeset) { [self] outcome in
+                // Released before the answer leaves: a client that reads its PUSH_ACK finds the
+                // hub's counters already down (tests read them right after the last one).
+                releasePush(bytes)
+                defer {
+                    updateReading()
+                    closeIfDone()
+                }
                 switch outcome {
                 case .success:
                     logger.debug("push applied", [("session", "\(connection.id)"), ("to", "\(changeset.toSequence)"),
@@ -291,7 +300,6 @@ final class HubSession: Sendable {
                         fail(error.wireCode, "\(error)")
                     }
                 }
-                pushFinished(bytes)
             }
             if !accepted {
                 pushFinished(bytes)
@@ -302,6 +310,12 @@ final class HubSession: Sendable {
 
     /// A push was answered (or dropped): release its share of the window and budget.
     private func pushFinished(_ bytes: Int) {
+        releasePush(bytes)
+        updateReading()
+        closeIfDone()
+    }
+
+    private func releasePush(_ bytes: Int) {
         state.withLock { state in
             state.pushesInFlight -= 1
             state.pushBytesInFlight -= bytes
@@ -310,8 +324,6 @@ final class HubSession: Sendable {
             usage.pushesInFlight -= 1
             usage.pushBytesInFlight -= bytes
         }
-        updateReading()
-        closeIfDone()
     }
 
     /// Pauses reading while the session holds as much as it may (or is in its handshake), and
@@ -320,10 +332,15 @@ final class HubSession: Sendable {
         let configuration = hub.configuration
         let change = state.withLock { state -> (pause: Bool, full: Bool)? in
             guard state.phase != .closed else { return nil }
-            let full = state.pushesInFlight >= max(1, configuration.maxPushesInFlight)
-                || state.pushBytesInFlight >= max(1, configuration.maxPushBytesInFlight)
+            let window = max(1, configuration.maxPushesInFlight), budget = max(1, configuration.maxPushBytesInFlight)
+            let full = state.pushesInFlight >= window || state.pushBytesInFlight >= budget
                 || state.viewsInFlight >= max(1, configuration.maxViewsInFlight)
-            let wanted = full || state.pausedForHandshake
+            // Hysteresis: once full, reading resumes only when the pushes are down to half the
+            // window and half the budget, so the merge gets groups rather than single pushes.
+            let drained = state.pushesInFlight <= window / 2 && state.pushBytesInFlight <= budget / 2
+                && state.viewsInFlight < max(1, configuration.maxViewsInFlight)
+            state.pausedForLoad = state.pausedForLoad ? !drained : full
+            let wanted = state.pausedForLoad || state.pausedForHandshake
             guard wanted != state.pausedForWork else { return nil }
             state.pausedForWork = wanted
             return (wanted, full)

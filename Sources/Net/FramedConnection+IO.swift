@@ -281,8 +281,9 @@ extension FramedConnection {
             guard case .open = state.phase, !state.readPaused else { return nil }
             return .some(state.onMessage)
         }
-        guard let onMessage else { return }
-        _ = self.deliver(to: onMessage)
+        if let onMessage { _ = self.deliver(to: onMessage) }
+        // Then read again (unless a handler paused reading meanwhile, or the connection closed).
+        self.state.withLock { self.updateReadInterestLocked(&$0) }
     }
 
     func readable() {

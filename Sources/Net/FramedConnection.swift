@@ -172,9 +172,10 @@ public final class FramedConnection: Sendable {
         let resumed = self.state.withLock { state -> Bool in
             guard state.readPaused else { return false }
             state.readPaused = false
-            self.updateReadInterestLocked(&state)
             return true
         }
+        // The read source resumes only after the buffered messages are delivered, on the queue:
+        // an end of stream read first would find them still buffered and look like TRUNCATED.
         if resumed { self.queue.async { self.deliverBuffered() } }
     }
 
