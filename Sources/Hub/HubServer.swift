@@ -205,7 +205,7 @@ public final class HubServer: Sendable {
         sweeper.setEventHandler {
             let now = ContinuousClock.now
             let late = sessions.withLockedValue { table in
-                table.values.filter { $0.phase == .awaitingHello && now - $0.openedAt > timeout }
+                table.values.filter { ($0.phase == .awaitingHello || $0.phase == .handshaking) && now - $0.openedAt > timeout }
             }
             for session in late {
                 logger.info("handshake timeout", [("session", "\(session.connection.id)")])

@@ -230,3 +230,46 @@ struct FixedViewProvider: ViewProvider {
         }
     }
 }
+
+/// No database work on a connection's queue (DESIGN.md, Hub internals): with the writer held
+/// (a long group commit, its fsync, the central rules), a handshake is still answered, PINGs
+/// too, and a second outstanding PULL is refused as the spec says.
+final class ConnectionQueueTests: XCTestCase {
+    func testTheHandshakeAndPingsDoNotWaitForTheWriter() throws {
+        let fixture = try HubFixture()
+        let held = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let replica = fixture.hubReplica
+        let writer = BackgroundTask("writer held") {
+            try replica.write { _ in
+                held.signal()
+                _ = release.wait(timeout: .now() + 60)
+            }
+        }
+        XCTAssertEqual(held.wait(timeout: .now() + 30), .success)
+        defer {
+            release.signal()
+            try? writer.join()
+        }
+        // Version 1: its handshake needs no write at all (a version 2 one waits for its lease
+        // to be durable, on the merge queue, never on the connection's queue).
+        let client = try RawClient(port: fixture.address.port)
+        try client.send(BadClient.hello(versions: [1]))
+        guard case .helloAck? = try client.receive(timeout: .seconds(20)) else {
+            return XCTFail("the handshake waited for the writer")
+        }
+        try client.send(.ping(nonce: 9))
+        XCTAssertEqual(try client.receive(timeout: .seconds(20)), .pong(nonce: 9))
+        // Pulls read through a reader, which the writer does not block either.
+        try client.send(.pull(Pull(fromSequence: 0, maxCells: 0, live: false)))
+        guard case .pullBatch? = try client.receive(timeout: .seconds(20)) else { return XCTFail("the pull waited for the writer") }
+        // PULLs back to back in one write: the hub delivers them in one tight loop while the first
+        // one's read runs on the reader, so one of them finds a PULL outstanding:
+        // UNEXPECTED_MESSAGE (PROTOCOL.md §5.4).
+        var pulls: [UInt8] = []
+        for _ in 0..<20 { try FrameEncoder().encode(.pull(Pull(fromSequence: 0, maxCells: 0, live: false)), appendingTo: &pulls) }
+        try client.write(pulls)
+        let answer = try BadClient.serverAnswer(client)
+        BadClient.expectErrorAndClose(answer, .unexpectedMessage, "a second outstanding PULL")
+    }
+}
