@@ -72,8 +72,9 @@ public struct HubResourceUsage: Sendable, Hashable {
     public var peakSessionPushBytesInFlight = 0
     /// Times a session stopped reading its socket because of its window or budget.
     public var readPauses = 0
-    /// VIEW_ROWS chunks encoded and queued but not yet taken by their socket... at most one per
-    /// view in flight: the next is encoded only once the queue drained (`viewStreamLowWaterBytes`).
+    /// View answers being computed or streamed, over all sessions. Each holds its rows and at
+    /// most one encoded chunk beyond `viewStreamLowWaterBytes` queued bytes: the next chunk is
+    /// encoded only once the connection drained below that.
     public var viewsInFlight = 0
 
     public init() {}
