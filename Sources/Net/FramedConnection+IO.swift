@@ -247,6 +247,8 @@ extension FramedConnection {
             switch state.phase {
             case .open:
                 guard let idle = self.limits.idleTimeout?.clampedNanoseconds else { return }
+                // While the owner holds reading paused, silence is ours, not the peer's.
+                if state.readPaused { self.lastInboundNanos.store(now, ordering: .relaxed) }
                 let deadline = self.lastInboundNanos.load(ordering: .relaxed).addingSaturating(idle)
                 if now >= deadline {
                     self.logger.debug("idle timeout", [("connection", "\(self.id)")])
