@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "Wire", dependencies: ["SyncEngine"]),
         .target(name: "Net", dependencies: ["Wire", "Logging"]),
         .target(name: "Retail", dependencies: ["SyncEngine", "SQLite", "LockBox"]),
-        .target(name: "Hub", dependencies: ["SyncEngine", "Wire", "Net", "Logging", "LockBox", "Crypto"]),
+        .target(name: "Hub", dependencies: ["SyncEngine", "SQLite", "Wire", "Net", "Logging", "LockBox", "Crypto"]),
         .target(name: "Terminal", dependencies: ["SyncEngine", "SQLite", "Wire", "Net", "Logging", "LockBox"]),
         // Keys, certificates and the chain's private CA, on OpenSSL (no home-made cryptography).
         .target(name: "Crypto", dependencies: ["COpenSSL"]),

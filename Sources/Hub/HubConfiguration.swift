@@ -22,6 +22,23 @@ public struct HubConfiguration: Sendable {
     /// Checks every pushed batch before it is merged (nil: the engine's checks only).
     public var pushValidator: (any PushValidator)?
 
+    // Back-pressure (PROTOCOL.md §5.3). What one session can make the hub hold is bounded by
+    // these, whatever the client pipelines: beyond either push bound the hub stops reading that
+    // socket until the merge acknowledges, so TCP flow control stops the client.
+
+    /// Most PUSHes of one session received and not yet acknowledged (the window).
+    public var maxPushesInFlight = 8
+    /// Most bytes (in memory, as estimated per changeset) of one session's unacknowledged
+    /// PUSHes; the push that crosses it is still taken, so the bound is this plus one push.
+    public var maxPushBytesInFlight = 8 * 1024 * 1024
+    /// Most VIEW_REQUESTs of one session being answered at once.
+    public var maxViewsInFlight = 2
+    /// Rows per VIEW_ROWS chunk.
+    public var viewRowsPerChunk = 1_000
+    /// A view's next chunk is encoded and queued only once the connection's outbound queue is
+    /// at or below this many bytes: a long answer streams at the client's pace.
+    public var viewStreamLowWaterBytes = 256 * 1024
+
     public init(listenAddress: SocketAddress) {
         self.listenAddress = listenAddress
     }

@@ -20,16 +20,24 @@ final class HubContext: Sendable {
     let mergeQueue: MergeQueue
     let scopes: any ScopePolicy
     let views: (any ViewProvider)?
+    let leases: LeaseBook
+    let cursors: PushCursorCache
+    /// What sessions hold right now (the bound of DESIGN.md's invariant 7, measured).
+    let usage = Mutex(HubResourceUsage())
+    /// The live session of each client replica id (a newer one takes over, PROTOCOL.md §7.3).
+    let liveByPeer = Mutex<[ReplicaID: HubSession]>([:])
     private let readers: [ReaderSlot]
 
     init(replica: Replica, configuration: HubConfiguration, scopes: any ScopePolicy, views: (any ViewProvider)?,
-         readers: [ReaderSlot], mergeQueue: MergeQueue, logger: Logger) {
+         readers: [ReaderSlot], mergeQueue: MergeQueue, leases: LeaseBook, cursors: PushCursorCache, logger: Logger) {
         self.replica = replica
         self.configuration = configuration
         self.scopes = scopes
         self.views = views
         self.readers = readers
         self.mergeQueue = mergeQueue
+        self.leases = leases
+        self.cursors = cursors
         self.logger = logger
     }
 
@@ -37,6 +45,39 @@ final class HubContext: Sendable {
     func reader(for session: UInt64) -> ReaderSlot {
         readers[Int(session % UInt64(readers.count))]
     }
+
+    /// The hub's latest change sequence, read through a reader (call on its queue).
+    func latestSequence(_ reader: ReplicaReader) throws -> UInt64 {
+        var latest: UInt64 = 0
+        for table in replica.tables { latest = max(latest, try reader.latestSequence(of: table.name)) }
+        return latest
+    }
+}
+
+/// What the hub's sessions hold in memory for their peers, for tests and metrics: the pushes
+/// received and not yet acknowledged (a session stops reading beyond its window or byte budget,
+/// `HubConfiguration.maxPushesInFlight` / `maxPushBytesInFlight`), and the highest totals seen.
+public struct HubResourceUsage: Sendable, Hashable {
+    /// PUSHes received and not yet answered, over all sessions.
+    public var pushesInFlight = 0
+    /// Their estimated bytes in memory.
+    public var pushBytesInFlight = 0
+    /// The most `pushesInFlight` has been since the hub started.
+    public var peakPushesInFlight = 0
+    /// The most `pushBytesInFlight` has been since the hub started.
+    public var peakPushBytesInFlight = 0
+    /// The most pushes one session has had in flight at once.
+    public var peakSessionPushesInFlight = 0
+    /// The most push bytes one session has had in flight at once.
+    public var peakSessionPushBytesInFlight = 0
+    /// Times a session stopped reading its socket because of its window or budget.
+    public var readPauses = 0
+    /// View answers being computed or streamed, over all sessions. Each holds its rows and at
+    /// most one encoded chunk beyond `viewStreamLowWaterBytes` queued bytes: the next chunk is
+    /// encoded only once the connection drained below that.
+    public var viewsInFlight = 0
+
+    public init() {}
 }
 
 /// A regional hub (or HQ): accepts terminals over the framed protocol, merges their pushes with
@@ -68,7 +109,10 @@ public final class HubServer: Sendable {
         }
         let sessions = self.sessions
         let announced = self.announced
-        let mergeQueue = MergeQueue(replica: replica, rules: rules, logger: logger.child("merge")) { since, latest in
+        // The hub's own state for handshakes, in memory; persisted through the writer.
+        let leases = try LeaseBook(replica: replica)
+        let cursors = try PushCursorCache(replica: replica)
+        let mergeQueue = MergeQueue(replica: replica, rules: rules, cursors: cursors, logger: logger.child("merge")) { since, latest in
             // Fan the news out to the live sessions whose scope it concerns; each sends at most
             // one NOTIFY until it pulls again.
             announced.withLockedValue { $0 = max($0, latest) }
@@ -77,7 +121,7 @@ public final class HubServer: Sendable {
             for session in live { session.liveUpdate(latest: latest, committed: committed) }
         }
         self.context = HubContext(replica: replica, configuration: configuration, scopes: scopes, views: views, readers: readers,
-                                  mergeQueue: mergeQueue, logger: logger.child("session"))
+                                  mergeQueue: mergeQueue, leases: leases, cursors: cursors, logger: logger.child("session"))
         self.listener = try Listener(address: configuration.listenAddress, limits: configuration.connectionLimits,
                                      logger: logger.child("net"))
     }
@@ -99,6 +143,14 @@ public final class HubServer: Sendable {
     public var boundAddress: SocketAddress { listener.boundAddress }
 
     public var sessionCount: Int { sessions.withLockedValue { $0.count } }
+
+    /// What the sessions hold right now, and the peaks since start (see `HubResourceUsage`).
+    public var resourceUsage: HubResourceUsage { context.usage.withLock { $0 } }
+
+    /// The lease this hub issued `peer` last, and whether the peer confirmed it (tests, operators).
+    public func lease(of peer: ReplicaID) -> (current: [UInt8], confirmed: Bool)? {
+        context.leases.record(for: peer).map { ($0.current, $0.previous == nil) }
+    }
 
     /// Tells live sessions that the replica changed outside the hub's own merges (a relay that
     /// pulled from upstream, an operator's command on the hub's file): the commits since the
@@ -130,12 +182,17 @@ public final class HubServer: Sendable {
             }
             guard admitted else {
                 logger.warning("connection cap reached; refusing a client", [("cap", "\(context.configuration.maxConnections)")])
-                connection.start(onMessage: { _ in }, onClose: { _ in })
+                // Kept open past the client's end of stream (onInputEnd), so the ERROR is sent
+                // however the client's HELLO and half-close race this refusal (PROTOCOL.md §1).
+                connection.start(onMessage: { _ in }, onInputEnd: {}, onClose: { _ in })
                 session.fail(.serverBusy, "the hub is at its connection limit", retryAfter: 5_000)
                 return
             }
             connection.start(onMessage: { message in
                 session.handle(message)
+            }, onInputEnd: {
+                // A half-close: the client may still read; answer what it asked, then close.
+                session.inputEnded()
             }, onClose: { reason in
                 session.connectionClosed()
                 sessions.withLockedValue { _ = $0.removeValue(forKey: connection.id) }
@@ -149,7 +206,7 @@ public final class HubServer: Sendable {
         sweeper.setEventHandler {
             let now = ContinuousClock.now
             let late = sessions.withLockedValue { table in
-                table.values.filter { $0.phase == .awaitingHello && now - $0.openedAt > timeout }
+                table.values.filter { ($0.phase == .awaitingHello || $0.phase == .handshaking) && now - $0.openedAt > timeout }
             }
             for session in late {
                 logger.info("handshake timeout", [("session", "\(session.connection.id)")])

@@ -8,11 +8,21 @@ import Wire
 /// One client's session on the hub: the protocol's server-side state machine (PROTOCOL.md §7.1).
 ///
 /// Messages arrive on the connection's queue one at a time; push answers come back from the
-/// merge queue and pull answers from a reader queue, so the state sits behind a mutex. A
-/// session never blocks its connection's queue on the database.
+/// merge queue and pull, view and handshake work runs on a reader queue, so the state sits
+/// behind a mutex. Nothing on the connection's queue touches the database: the handshake reads
+/// the lease book and the push cursors from memory and the scope and latest sequence through a
+/// reader; a push's scope check runs on the session's reader queue (serial, so pushes keep their
+/// order); every write goes through the merge queue.
+///
+/// Back-pressure: beyond `maxPushesInFlight` unacknowledged pushes, `maxPushBytesInFlight`
+/// bytes of them, or `maxViewsInFlight` views, the session stops reading its socket until the
+/// work drains; TCP flow control then stops the client. During the handshake reading is paused
+/// too, so nothing a client pipelines after HELLO is read before HELLO_ACK is out.
 final class HubSession: Sendable {
     enum Phase: Sendable, Equatable {
         case awaitingHello
+        /// HELLO received; scope, cursor and lease being settled off the connection's queue.
+        case handshaking
         case ready(peer: ReplicaID, role: Role, scope: String)
         case closed
     }
@@ -25,10 +35,23 @@ final class HubSession: Sendable {
         var liveCursor: UInt64 = 0
         var notified = false
         var pushesInFlight = 0
+        var pushBytesInFlight = 0
+        var viewsInFlight = 0
+        /// Reading is paused for back-pressure (pushes or views), or for the handshake.
+        var pausedForWork = false
+        /// The window, budget or view limit was reached and has not drained to half yet.
+        var pausedForLoad = false
+        var pausedForHandshake = false
+        /// The client half-closed: close once every answer it is owed has been sent.
+        var inputEnded = false
         /// Rows per PULL_BATCH found to fit a frame (lowered when big rows did not).
         var pullRowLimit = Int.max
         /// What the peer may see and push, granted at the handshake.
         var scope: any RowScope = UnlimitedScope()
+        /// The lease issued in HELLO_ACK, until the client's first message confirms it stored it.
+        var unconfirmedLease: [UInt8]?
+
+        var hasWork: Bool { pushesInFlight > 0 || pullOutstanding || viewsInFlight > 0 || phase == .handshaking }
     }
 
     let connection: FramedConnection
@@ -54,15 +77,22 @@ final class HubSession: Sendable {
             handshake(hello)
         case (.awaitingHello, _):
             fail(.unexpectedMessage, "the first message of a session must be HELLO")
+        case (.handshaking, _):
+            // Reading is paused until HELLO_ACK; a message can only be one decoded with HELLO.
+            fail(.unexpectedMessage, "nothing may follow HELLO before HELLO_ACK")
         case (.ready(let peer, _, _), .push(let changeset)):
+            confirmLease(peer)
             push(changeset, from: peer)
         case (.ready(let peer, _, _), .pull(let pull)):
+            confirmLease(peer)
             self.pull(pull, for: peer)
-        case (.ready, .ping(let nonce)):
+        case (.ready(let peer, _, _), .ping(let nonce)):
+            confirmLease(peer)
             connection.send(.pong(nonce: nonce))
         case (.ready, .pong):
             return
-        case (.ready(_, let role, let scope), .viewRequest(let request)):
+        case (.ready(let peer, let role, let scope), .viewRequest(let request)):
+            confirmLease(peer)
             view(request, role: role, scope: scope)
         case (.ready, .error(let error)):
             logger.info("client reported an error", [("session", "\(connection.id)"), ("code", "\(error.code.rawValue)")])
@@ -81,38 +111,116 @@ final class HubSession: Sendable {
             fail(.unsupportedVersion, "no protocol version in common; this hub speaks \(ours)")
             return
         }
-        let granted: any RowScope
-        do {
-            granted = try hub.scopes.grant(role: hello.role, scope: hello.scope, peer: hello.replica)
-        } catch let refusal as ScopeRefusal {
-            fail(.outOfScope, refusal.reason)
-            return
-        } catch {
-            logger.error("scope check failed", [("session", "\(connection.id)"), ("error", "\(error)")])
-            fail(.internal, "the hub could not check the scope; retry later", retryAfter: 1_000)
-            return
+        // Nothing the client pipelines is read before HELLO_ACK is out.
+        let proceed = state.withLock { state -> Bool in
+            guard state.phase == .awaitingHello else { return false }
+            state.phase = .handshaking
+            state.pausedForHandshake = true
+            return true
         }
-        let pushCursor: UInt64
-        do {
-            pushCursor = try hub.replica.cursor(for: hello.replica).received
-        } catch {
-            fail(.internal, "cannot read the session's cursor", retryAfter: 1_000)
+        guard proceed else { return }
+        updateReading()
+        // Clone detection first: in memory, cheap, and it must not depend on the scope's outcome.
+        let issued: LeaseBook.Record?
+        switch hub.leases.admit(peer: hello.replica, presented: version >= 2 ? hello.lease : nil) {
+        case .refuse(let reason):
+            logger.warning("replica conflict: lease refused", [("session", "\(connection.id)"), ("peer", "\(hello.replica)")])
+            fail(.replicaConflict, reason)
             return
+        case .accept(let record):
+            issued = record
         }
-        state.withLock {
-            $0.phase = .ready(peer: hello.replica, role: hello.role, scope: hello.scope)
-            $0.scope = granted
+        let reader = hub.reader(for: connection.id)
+        reader.queue.async { [self] in
+            let granted: any RowScope
+            do {
+                granted = try hub.scopes.grant(role: hello.role, scope: hello.scope, peer: hello.replica)
+            } catch let refusal as ScopeRefusal {
+                fail(.outOfScope, refusal.reason)
+                return
+            } catch {
+                logger.error("scope check failed", [("session", "\(connection.id)"), ("error", "\(error)")])
+                fail(.internal, "the hub could not check the scope; retry later", retryAfter: 1_000)
+                return
+            }
+            let latest: UInt64
+            do {
+                latest = try hub.latestSequence(reader.reader)
+            } catch {
+                logger.error("cannot read the latest sequence", [("session", "\(connection.id)"), ("error", "\(error)")])
+                fail(.internal, "the hub could not read its changes; retry later", retryAfter: 1_000)
+                return
+            }
+            guard let issued else {
+                finishHandshake(hello, version: version, granted: granted, latest: latest, lease: nil)
+                return
+            }
+            // The new lease is durable before the client can store it: a hub crash in between
+            // must not make the client's next (valid) lease look like a clone's.
+            let leases = hub.leases
+            let peer = hello.replica
+            let submitted = hub.mergeQueue.submitWrite({ database in
+                // The latest state, not this snapshot: writes of racing sessions of one id may
+                // run in either order, and the last one must leave what memory holds.
+                try leases.persist(leases.record(for: peer) ?? issued, peer: peer, in: database)
+            }, completion: { [self] error in
+                if let error {
+                    logger.error("cannot store a lease", [("session", "\(connection.id)"), ("error", "\(error)")])
+                    fail(.internal, "the hub could not record the session; retry later", retryAfter: 2_000)
+                    return
+                }
+                finishHandshake(hello, version: version, granted: granted, latest: latest, lease: issued.current)
+            })
+            if !submitted { fail(.serverBusy, "the hub is shutting down", retryAfter: 5_000) }
+        }
+    }
+
+    private func finishHandshake(_ hello: Hello, version: UInt16, granted: any RowScope, latest: UInt64, lease: [UInt8]?) {
+        let ready = state.withLock { state -> Bool in
+            guard state.phase == .handshaking else { return false }
+            state.phase = .ready(peer: hello.replica, role: hello.role, scope: hello.scope)
+            state.scope = granted
+            state.unconfirmedLease = lease
+            return true
+        }
+        guard ready else { return }
+        // A newer session of the same replica takes over: the old one is a dead half-open
+        // connection of this device, or the loser of a clone race (refused at its next HELLO).
+        let previous = hub.liveByPeer.withLock { live -> HubSession? in
+            defer { live[hello.replica] = self }
+            return live[hello.replica]
+        }
+        if let previous, previous !== self {
+            logger.info("a newer session of the replica takes over", [("session", "\(previous.connection.id)"), ("by", "\(connection.id)")])
+            previous.fail(.serverBusy, "a newer session of this replica id took over this one", retryAfter: 1_000)
         }
         let skew = Int64(bitPattern: hello.clock.milliseconds) - Int64(bitPattern: hub.replica.clock.wallMilliseconds())
-        logger.info("session ready", [("session", "\(connection.id)"), ("peer", "\(hello.replica)"),
+        logger.info("session ready", [("session", "\(connection.id)"), ("peer", "\(hello.replica)"), ("version", "\(version)"),
                                       ("role", "\(hello.role)"), ("clock_skew_ms", "\(skew)")])
+        let drift = version >= 2 ? UInt32(clamping: hub.replica.clock.maxForwardDriftMilliseconds) : nil
         connection.send(.helloAck(HelloAck(
             protocolVersion: version, replica: hub.replica.id, clock: hub.replica.clock.now(),
-            pushCursor: pushCursor, latestSequence: hub.replica.latestSequence,
+            pushCursor: hub.cursors.cursor(for: hello.replica), latestSequence: latest,
             limits: SessionLimits(
                 maxFrameBytes: UInt32(hub.configuration.maxFrameBytes),
                 maxBatchCells: hub.configuration.maxBatchCells,
-                idleTimeoutMilliseconds: Self.milliseconds(hub.configuration.idleTimeout)))))
+                idleTimeoutMilliseconds: Self.milliseconds(hub.configuration.idleTimeout)),
+            maxClockDriftMilliseconds: drift, lease: version >= 2 ? lease : nil)))
+        state.withLock { $0.pausedForHandshake = false }
+        updateReading()
+        closeIfDone()
+    }
+
+    /// The client's first message after HELLO_ACK proves it stored its new lease.
+    private func confirmLease(_ peer: ReplicaID) {
+        guard let lease = state.withLock({ state -> [UInt8]? in
+            defer { state.unconfirmedLease = nil }
+            return state.unconfirmedLease
+        }) else { return }
+        guard let record = hub.leases.confirm(peer: peer, lease: lease) else { return }
+        let leases = hub.leases
+        hub.mergeQueue.submitWrite({ database in try leases.persist(leases.record(for: peer) ?? record, peer: peer, in: database) },
+                                   completion: { _ in })
     }
 
     /// Whole milliseconds of `duration`, clamped to the field: a timeout below one second must
@@ -133,46 +241,127 @@ final class HubSession: Sendable {
             fail(.tooLarge, "push of \(changeset.cellCount) cells is above the limit of \(hub.configuration.maxBatchCells)")
             return
         }
-        do throws(PushRefusal) {  // the application's schema: reads no database, and nothing refused reaches the merge
-            try hub.configuration.pushValidator?.validate(changeset)
-        } catch {
-            fail(.invalidValue, error.reason)
-            return
+        let bytes = changeset.estimatedMemoryBytes
+        state.withLock { state in
+            state.pushesInFlight += 1
+            state.pushBytesInFlight += bytes
+            let (count, total) = (state.pushesInFlight, state.pushBytesInFlight)
+            hub.usage.withLock { usage in
+                usage.pushesInFlight += 1
+                usage.pushBytesInFlight += bytes
+                usage.peakPushesInFlight = max(usage.peakPushesInFlight, usage.pushesInFlight)
+                usage.peakPushBytesInFlight = max(usage.peakPushBytesInFlight, usage.pushBytesInFlight)
+                usage.peakSessionPushesInFlight = max(usage.peakSessionPushesInFlight, count)
+                usage.peakSessionPushBytesInFlight = max(usage.peakSessionPushBytesInFlight, total)
+            }
         }
-        do {
-            if let outside = try outOfScopeRow(in: changeset) {
-                fail(.outOfScope, outside)
+        updateReading()
+        // The scope check may read the database (a store's region): on the session's reader
+        // queue, which is serial, so pushes reach the merge queue in the order they came.
+        hub.reader(for: connection.id).queue.async { [self] in
+            // The application's schema first: pure work bounded by the batch's cap, kept off the
+            // connection's queue like the scope check, and nothing refused reaches the merge.
+            do throws(PushRefusal) {
+                try hub.configuration.pushValidator?.validate(changeset)
+            } catch {
+                pushFinished(bytes)
+                fail(.invalidValue, error.reason)
                 return
             }
-        } catch {
-            logger.error("scope check failed", [("session", "\(connection.id)"), ("error", "\(error)")])
-            fail(.internal, "the hub could not check the batch's scope; retry later", retryAfter: 1_000)
-            return
-        }
-        state.withLock { $0.pushesInFlight += 1 }
-        let accepted = hub.mergeQueue.submit(changeset) { [self] outcome in
-            state.withLock { $0.pushesInFlight -= 1 }
-            switch outcome {
-            case .success:
-                logger.debug("push applied", [("session", "\(connection.id)"), ("to", "\(changeset.toSequence)"),
-                                              ("rows", "\(changeset.rowCount)")])
-                connection.send(.pushAck(acknowledgedSequence: changeset.toSequence))
-            case .failure(let error):
-                if case .clockSkew = error {
-                    fail(.clockSkew, "\(error)", serverClock: hub.replica.clock.now())
-                } else if case .invalidChangeset(let reason) = error, reason.hasPrefix("push starts at") {
-                    fail(.badCursor, reason)
-                } else if error.wireCode == .internal {
-                    logger.error("merge failed", [("session", "\(connection.id)"), ("error", "\(error)")])
-                    fail(.internal, "the hub could not store the batch; retry later", retryAfter: 2_000)
-                } else {
-                    fail(error.wireCode, "\(error)")
+            do {
+                if let outside = try outOfScopeRow(in: changeset) {
+                    pushFinished(bytes)
+                    fail(.outOfScope, outside)
+                    return
+                }
+            } catch {
+                logger.error("scope check failed", [("session", "\(connection.id)"), ("error", "\(error)")])
+                pushFinished(bytes)
+                fail(.internal, "the hub could not check the batch's scope; retry later", retryAfter: 1_000)
+                return
+            }
+            guard phase != .closed else {
+                pushFinished(bytes)
+                return
+            }
+            let accepted = hub.mergeQueue.submit(changeset) { [self] outcome in
+                // Released before the answer leaves: a client that reads its PUSH_ACK finds the
+                // hub's counters already down (tests read them right after the last one).
+                releasePush(bytes)
+                defer {
+                    updateReading()
+                    closeIfDone()
+                }
+                switch outcome {
+                case .success:
+                    logger.debug("push applied", [("session", "\(connection.id)"), ("to", "\(changeset.toSequence)"),
+                                                  ("rows", "\(changeset.rowCount)")])
+                    connection.send(.pushAck(acknowledgedSequence: changeset.toSequence))
+                case .failure(let error):
+                    if case .clockSkew = error {
+                        fail(.clockSkew, "\(error)", serverClock: hub.replica.clock.now())
+                    } else if case .invalidChangeset(let reason) = error, reason.hasPrefix("push starts at") {
+                        fail(.badCursor, reason)
+                    } else if error.wireCode == .internal {
+                        logger.error("merge failed", [("session", "\(connection.id)"), ("error", "\(error)")])
+                        fail(.internal, "the hub could not store the batch; retry later", retryAfter: 2_000)
+                    } else {
+                        fail(error.wireCode, "\(error)")
+                    }
                 }
             }
+            if !accepted {
+                pushFinished(bytes)
+                fail(.serverBusy, "the hub is shutting down", retryAfter: 5_000)
+            }
         }
-        if !accepted {
-            state.withLock { $0.pushesInFlight -= 1 }
-            fail(.serverBusy, "the hub is shutting down", retryAfter: 5_000)
+    }
+
+    /// A push was answered (or dropped): release its share of the window and budget.
+    private func pushFinished(_ bytes: Int) {
+        releasePush(bytes)
+        updateReading()
+        closeIfDone()
+    }
+
+    private func releasePush(_ bytes: Int) {
+        state.withLock { state in
+            state.pushesInFlight -= 1
+            state.pushBytesInFlight -= bytes
+        }
+        hub.usage.withLock { usage in
+            usage.pushesInFlight -= 1
+            usage.pushBytesInFlight -= bytes
+        }
+    }
+
+    /// Pauses reading while the session holds as much as it may (or is in its handshake), and
+    /// resumes once below every bound again.
+    private func updateReading() {
+        let configuration = hub.configuration
+        let change = state.withLock { state -> (pause: Bool, full: Bool)? in
+            guard state.phase != .closed else { return nil }
+            let window = max(1, configuration.maxPushesInFlight), budget = max(1, configuration.maxPushBytesInFlight)
+            let full = state.pushesInFlight >= window || state.pushBytesInFlight >= budget
+                || state.viewsInFlight >= max(1, configuration.maxViewsInFlight)
+            // Hysteresis: once full, reading resumes only when the pushes are down to half the
+            // window and half the budget, so the merge gets groups rather than single pushes.
+            let drained = state.pushesInFlight <= window / 2 && state.pushBytesInFlight <= budget / 2
+                && state.viewsInFlight < max(1, configuration.maxViewsInFlight)
+            state.pausedForLoad = state.pausedForLoad ? !drained : full
+            let wanted = state.pausedForLoad || state.pausedForHandshake
+            guard wanted != state.pausedForWork else { return nil }
+            state.pausedForWork = wanted
+            return (wanted, full)
+        }
+        switch change?.pause {
+        case true?:
+            if change?.full == true { hub.usage.withLock { $0.readPauses += 1 } }
+            connection.pauseReading()
+        case false?:
+            connection.resumeReading()
+        case nil:
+            break
         }
     }
 
@@ -191,10 +380,10 @@ final class HubSession: Sendable {
 
     // MARK: Views
 
-    /// Rows per VIEW_ROWS chunk: keeps frames small whatever the view's size.
-    static let viewRowsPerChunk = 1_000
-
     /// Consolidated views span the hub's whole scope: the policy says which sessions may ask.
+    /// The answer streams: each VIEW_ROWS chunk is encoded and queued only once the previous
+    /// ones have mostly left (`viewStreamLowWaterBytes`), so a client that reads slowly holds
+    /// the view's rows, not every encoded chunk of them.
     private func view(_ request: ViewRequest, role: Role, scope: String) {
         guard hub.scopes.allowsViews(role: role, scope: scope) else {
             fail(.outOfScope, "this session may not ask for views")
@@ -204,27 +393,57 @@ final class HubSession: Sendable {
             fail(.unknownView, "this hub serves no view named \(request.view)")
             return
         }
+        state.withLock { $0.viewsInFlight += 1 }
+        hub.usage.withLock { $0.viewsInFlight += 1 }
+        updateReading()
         hub.reader(for: connection.id).queue.async { [self] in
             let answer: (columns: [String], rows: [[Value]])
             do {
                 answer = try views.answer(view: request.view, parameters: request.parameters.map { ($0.name, $0.value) })
             } catch let refusal as ViewRefusal {
-                fail(.unknownView, refusal.reason)
+                viewFinished()
+                switch refusal.kind {
+                case .unknownView: fail(.unknownView, refusal.reason)
+                case .badParameter: fail(.badViewParameter, refusal.reason)
+                }
                 return
             } catch {
                 logger.error("view failed", [("session", "\(connection.id)"), ("error", "\(error)")])
+                viewFinished()
                 fail(.internal, "the hub could not compute the view; retry later", retryAfter: 1_000)
                 return
             }
-            var start = 0
-            repeat {
-                let end = min(answer.rows.count, start + Self.viewRowsPerChunk)
-                connection.send(.viewRows(ViewRows(requestID: request.requestID, final: end == answer.rows.count,
-                                                   columns: answer.columns, rows: Array(answer.rows[start..<end]))))
-                start = end
-            } while start < answer.rows.count
-            logger.info("view answered", [("session", "\(connection.id)"), ("rows", "\(answer.rows.count)")])
+            streamView(request.requestID, columns: answer.columns, rows: answer.rows, from: 0)
         }
+    }
+
+    private func streamView(_ requestID: UInt64, columns: [String], rows: [[Value]], from start: Int) {
+        let chunk = max(1, hub.configuration.viewRowsPerChunk)
+        let end = min(rows.count, start + chunk)
+        let final = end == rows.count
+        guard connection.send(.viewRows(ViewRows(requestID: requestID, final: final, columns: columns, rows: Array(rows[start..<end])))) else {
+            viewFinished()
+            return
+        }
+        if final {
+            logger.info("view answered", [("session", "\(connection.id)"), ("rows", "\(rows.count)")])
+            viewFinished()
+            return
+        }
+        connection.whenOutboundDrains(below: hub.configuration.viewStreamLowWaterBytes) { [self] open in
+            guard open else {
+                viewFinished()
+                return
+            }
+            streamView(requestID, columns: columns, rows: rows, from: end)
+        }
+    }
+
+    private func viewFinished() {
+        state.withLock { $0.viewsInFlight -= 1 }
+        hub.usage.withLock { $0.viewsInFlight -= 1 }
+        updateReading()
+        closeIfDone()
     }
 
     // MARK: Pull
@@ -238,7 +457,7 @@ final class HubSession: Sendable {
             return false
         }
         guard !alreadyPulling else {
-            fail(.unexpectedMessage, "only one PULL may be outstanding")
+            fail(.unexpectedMessage, "only one PULL may be outstanding (PROTOCOL.md §5.4)")
             return
         }
         let reader = hub.reader(for: connection.id)
@@ -293,8 +512,10 @@ final class HubSession: Sendable {
                 }
                 connection.send(encodedFrames: frame)
             }
-            // A commit may have landed between the read and registering as live.
-            if request.live && !batch.more { liveUpdate(latest: hub.replica.latestSequence) }
+            closeIfDone()
+            // A commit may have landed between the read and registering as live (read through
+            // this reader, not the writer's connection).
+            if request.live && !batch.more, let latest = try? hub.latestSequence(reader.reader) { liveUpdate(latest: latest) }
         }
     }
 
@@ -342,14 +563,58 @@ final class HubSession: Sendable {
         logger.info("closing session with an error", [("session", "\(connection.id)"), ("code", "\(code.rawValue)")])
         connection.send(.error(ErrorMessage(code: code, message: message, serverClock: serverClock, retryAfterMilliseconds: retryAfter)))
         connection.close(flushing: true)
+        leaveLiveTable()
     }
 
     func close() {
         state.withLock { $0.phase = .closed }
         connection.close(flushing: true)
+        leaveLiveTable()
+    }
+
+    /// The client shut down its sending side (it may still read): answer what it asked, then close.
+    func inputEnded() {
+        state.withLock { $0.inputEnded = true }
+        closeIfDone()
+    }
+
+    /// Closes a half-closed session once nothing it asked for is still being answered.
+    private func closeIfDone() {
+        let done = state.withLock { state in state.inputEnded && !state.hasWork && state.phase != .closed }
+        if done { close() }
     }
 
     func connectionClosed() {
         state.withLock { $0.phase = .closed }
+        leaveLiveTable()
+    }
+
+    private func leaveLiveTable() {
+        hub.liveByPeer.withLock { live in
+            for (peer, session) in live where session === self { live[peer] = nil }
+        }
+    }
+}
+
+extension Changeset {
+    /// About what this changeset takes in memory: the hub's measure for its push byte budget.
+    /// Per cell a value and a version (~48 bytes) plus its payload; per row its key and header.
+    var estimatedMemoryBytes: Int {
+        var bytes = 64
+        for table in tables {
+            bytes += 64 + table.table.rawValue.utf8.count + table.columns.reduce(0) { $0 + 24 + $1.rawValue.utf8.count }
+            for row in table.rows {
+                bytes += 80 + row.primaryKey.utf8.count
+                for cell in row.cells {
+                    bytes += 48
+                    switch cell.value {
+                    case .text(let text): bytes += text.utf8.count
+                    case .blob(let blob): bytes += blob.count
+                    case .null, .integer, .real: break
+                    }
+                }
+            }
+        }
+        return bytes
     }
 }

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import SQLite
 import SyncEngine
 import Synchronization
 
@@ -25,8 +26,15 @@ final class MergeQueue: Sendable {
         var completion: Completion
     }
 
+    /// Work of the hub's own on the write connection (lease records), run before the next group.
+    private struct PendingWrite {
+        var body: @Sendable (Database) throws -> Void
+        var completion: @Sendable ((any Error)?) -> Void
+    }
+
     private struct State {
         var pending: [Pending] = []
+        var writes: [PendingWrite] = []
         var draining = false
         var stopped = false
     }
@@ -42,8 +50,12 @@ final class MergeQueue: Sendable {
     /// At most this many cells go into one group (a huge group would hold the write lock long).
     private let maxGroupCells: Int
 
-    init(replica: Replica, rules: (any CentralRules)?, maxGroupCells: Int = 200_000, logger: Logger,
+    /// Push cursors the handshake reads without the database; moved forward after each commit.
+    let cursors: PushCursorCache?
+
+    init(replica: Replica, rules: (any CentralRules)?, maxGroupCells: Int = 200_000, cursors: PushCursorCache? = nil, logger: Logger,
          onCommit: @escaping @Sendable (_ since: UInt64, _ latest: UInt64) -> Void) {
+        self.cursors = cursors
         self.replica = replica
         self.rules = rules
         self.logger = logger
@@ -67,6 +79,22 @@ final class MergeQueue: Sendable {
         }
     }
 
+    /// Queues work of the hub's own on the write connection, in a transaction of its own before
+    /// the next group; `completion` runs on the merge queue once it committed (nil) or failed.
+    /// Returns false (and never calls `completion`) when the hub is stopping.
+    @discardableResult
+    func submitWrite(_ body: @escaping @Sendable (Database) throws -> Void, completion: @escaping @Sendable ((any Error)?) -> Void) -> Bool {
+        state.withLock { state -> Bool in
+            guard !state.stopped else { return false }
+            state.writes.append(PendingWrite(body: body, completion: completion))
+            if !state.draining {
+                state.draining = true
+                queue.async { self.drain() }
+            }
+            return true
+        }
+    }
+
     /// Refuses new pushes and returns once every accepted one has been answered.
     func stop() {
         state.withLock { $0.stopped = true }
@@ -75,6 +103,11 @@ final class MergeQueue: Sendable {
 
     private func drain() {
         while true {
+            let writes = state.withLock { state -> [PendingWrite] in
+                defer { state.writes = [] }
+                return state.writes
+            }
+            if !writes.isEmpty { runWrites(writes) }
             let group = state.withLock { state -> [Pending] in
                 var cells = 0
                 var taken = 0
@@ -84,12 +117,30 @@ final class MergeQueue: Sendable {
                 }
                 let group = Array(state.pending.prefix(taken))
                 state.pending.removeFirst(taken)
-                if group.isEmpty { state.draining = false }
+                if group.isEmpty && state.writes.isEmpty { state.draining = false }
                 return group
             }
-            if group.isEmpty { return }
+            if group.isEmpty {
+                if state.withLock({ $0.draining }) { continue }
+                return
+            }
             commit(group)
         }
+    }
+
+    /// The hub's own writes, in one transaction (one fsync for a burst of handshakes).
+    private func runWrites(_ writes: [PendingWrite]) {
+        let failure: (any Error)?
+        do {
+            try replica.write { transaction in
+                for write in writes { try write.body(transaction.database) }
+            }
+            failure = nil
+        } catch {
+            logger.error("hub write failed", [("error", "\(error)")])
+            failure = error
+        }
+        for write in writes { write.completion(failure) }
     }
 
     private func commit(_ group: [Pending]) {
@@ -141,6 +192,13 @@ final class MergeQueue: Sendable {
             }
         }
 
+        if let cursors = self.cursors {
+            for (index, pending) in group.enumerated() {
+                if case .success(.applied(let result))? = outcomes[index], let received = result.receivedCursor {
+                    cursors.advance(pending.changeset.source, to: received)
+                }
+            }
+        }
         for (index, pending) in group.enumerated() {
             pending.completion(outcomes[index] ?? .failure(.storage(.init(code: 1, message: "push was not processed"))))
         }

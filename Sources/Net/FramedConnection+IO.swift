@@ -82,17 +82,64 @@ extension FramedConnection {
             }
             switch self.flushLocked(&state) {
             case .pending:
+                self.notifyDrainWaiterLocked(&state)
                 return
             case .failed(let error):
                 self.beginCloseLocked(&state, .ioError(error), flush: false)
             case .drained:
                 state.writeSource?.suspend()
                 state.writeArmed = false
-                if case .closing = state.phase, !state.wroteShutdown {
-                    Socket.shutdownWrite(self.fd)
-                    state.wroteShutdown = true
+                if case .closing(let reason) = state.phase {
+                    if !state.wroteShutdown {
+                        Socket.shutdownWrite(self.fd)
+                        state.wroteShutdown = true
+                    }
+                    // The peer's end of stream is already in: nothing is left to read, so the
+                    // close sends FIN after everything queued, never RST.
+                    if state.inputEnded { self.cancelLocked(&state, reason) }
+                } else {
+                    self.notifyDrainWaiterLocked(&state)
                 }
             }
+        }
+    }
+
+    /// Runs the drain waiter (on the queue, after the lock) once the queue is at or below its threshold.
+    func notifyDrainWaiterLocked(_ state: inout ConnectionState) {
+        guard !state.drainWaiters.isEmpty else { return }
+        let queued = state.queuedBytes
+        let ready = state.drainWaiters.filter { queued <= $0.threshold }
+        guard !ready.isEmpty else { return }
+        state.drainWaiters.removeAll { queued <= $0.threshold }
+        self.queue.async { for waiter in ready { waiter.body(true) } }
+    }
+
+    /// Tells every drain waiter the connection is closing.
+    func failDrainWaitersLocked(_ state: inout ConnectionState) {
+        guard !state.drainWaiters.isEmpty else { return }
+        let waiters = state.drainWaiters
+        state.drainWaiters = []
+        self.queue.async { for waiter in waiters { waiter.body(false) } }
+    }
+
+    /// Suspends or resumes the read source to match what the state wants: paused by the owner
+    /// or after the peer's end of stream while open; reading (to discard) while closing until
+    /// the peer's end of stream; always running once cancelling (a suspended source cannot
+    /// deliver its cancellation).
+    func updateReadInterestLocked(_ state: inout ConnectionState) {
+        guard let source = state.readSource else { return }
+        let wantSuspended: Bool
+        switch state.phase {
+        case .open: wantSuspended = state.readPaused || state.inputEnded
+        case .closing: wantSuspended = state.inputEnded
+        case .created, .cancelling, .closed: wantSuspended = false
+        }
+        if wantSuspended && !state.readSuspended {
+            source.suspend()
+            state.readSuspended = true
+        } else if !wantSuspended && state.readSuspended {
+            source.resume()
+            state.readSuspended = false
         }
     }
 
@@ -104,6 +151,7 @@ extension FramedConnection {
         switch state.phase {
         case .created:
             closeDescriptor(self.fd)
+            self.failDrainWaitersLocked(&state)
             state.outbound = []
             state.outboundStart = 0
             state.phase = .closed(reason)
@@ -114,12 +162,18 @@ extension FramedConnection {
                 return
             }
             state.phase = .closing(reason)
+            self.failDrainWaitersLocked(&state)
             if state.queuedBytes == 0 {
                 Socket.shutdownWrite(self.fd)
                 state.wroteShutdown = true
+                if state.inputEnded {
+                    self.cancelLocked(&state, reason)
+                    return
+                }
             } else {
                 self.armWriteLocked(&state)
             }
+            self.updateReadInterestLocked(&state)
             let timeout = self.limits.closeTimeout.clampedNanoseconds
             state.closeDeadline = monotonicNanoseconds().addingSaturating(timeout)
             self.scheduleTimerLocked(&state, at: state.closeDeadline, leeway: .milliseconds(10))
@@ -134,6 +188,8 @@ extension FramedConnection {
     func cancelLocked(_ state: inout ConnectionState, _ reason: CloseReason) {
         state.phase = .cancelling(reason)
         state.pendingCancels = 2
+        self.updateReadInterestLocked(&state)
+        self.failDrainWaitersLocked(&state)
         // A suspended (or never resumed) source cannot deliver its cancellation.
         if !state.writeArmed {
             state.writeSource?.resume()
@@ -160,6 +216,7 @@ extension FramedConnection {
             let onClose = state.onClose
             state.onClose = nil
             state.onMessage = nil
+            state.onInputEnd = nil
             return (reason, onClose)
         }
         guard let (reason, onClose) = finished else { return }
@@ -190,6 +247,8 @@ extension FramedConnection {
             switch state.phase {
             case .open:
                 guard let idle = self.limits.idleTimeout?.clampedNanoseconds else { return }
+                // While the owner holds reading paused, silence is ours, not the peer's.
+                if state.readPaused { self.lastInboundNanos.store(now, ordering: .relaxed) }
                 let deadline = self.lastInboundNanos.load(ordering: .relaxed).addingSaturating(idle)
                 if now >= deadline {
                     self.logger.debug("idle timeout", [("connection", "\(self.id)")])
@@ -217,10 +276,23 @@ extension FramedConnection {
         case discard
     }
 
+    /// After `resumeReading()`: delivers the messages that were already buffered when reading
+    /// paused (the read source fires only for new bytes).
+    func deliverBuffered() {
+        let onMessage: (@Sendable (Message) -> Void)?? = self.state.withLock { state in
+            guard case .open = state.phase, !state.readPaused else { return nil }
+            return .some(state.onMessage)
+        }
+        if let onMessage { _ = self.deliver(to: onMessage) }
+        // Then read again (unless a handler paused reading meanwhile, or the connection closed).
+        self.state.withLock { self.updateReadInterestLocked(&$0) }
+    }
+
     func readable() {
         let mode: ReadMode? = self.state.withLock { state in
+            if state.readSuspended || state.inputEnded { return nil }
             switch state.phase {
-            case .open: return .deliver(state.onMessage)
+            case .open: return state.readPaused ? nil : .deliver(state.onMessage)
             case .closing: return .discard
             case .created, .cancelling, .closed: return nil
             }
@@ -253,10 +325,10 @@ extension FramedConnection {
     }
 
     /// Hands every complete message to `onMessage`; false once the connection stopped being
-    /// open (closed by a handler, by another thread, or by a decode error).
+    /// open (closed by a handler, by another thread, or by a decode error) or reading paused.
     private func deliver(to onMessage: (@Sendable (Message) -> Void)?) -> Bool {
         while true {
-            guard self.isStarted else { return false }
+            guard self.isDelivering else { return false }
             let next: Result<Message?, WireError> = self.inbound.withLock { decoder in
                 do throws(WireError) {
                     return .success(try decoder.next())
@@ -280,9 +352,9 @@ extension FramedConnection {
         }
     }
 
-    private var isStarted: Bool {
+    private var isDelivering: Bool {
         self.state.withLock { state in
-            if case .open = state.phase { return true }
+            if case .open = state.phase { return !state.readPaused }
             return false
         }
     }
@@ -312,23 +384,39 @@ extension FramedConnection {
                 return error
             }
         }
-        self.state.withLock { state in
+        // The peer shut down its sending side; it may still read (a half-close). Whatever we
+        // still send goes out before our FIN, and since everything the peer sent has been read,
+        // closing then sends FIN, not RST (an RST would make the peer's kernel drop the unread
+        // ERROR: PROTOCOL.md §1).
+        let inputEnd: (@Sendable () -> Void)? = self.state.withLock { state in
+            state.inputEnded = true
             switch state.phase {
             case .open:
                 if let leftover {
-                    // The peer stopped inside a frame. It may still read: tell it why, once.
+                    // The peer stopped inside a frame: tell it why (TRUNCATED, §2), then close.
                     self.logger.info("protocol error", [("connection", "\(self.id)"), ("peer", self.remoteAddress), ("code", leftover.code.name)])
                     state.outbound.append(contentsOf: self.errorFrame(for: leftover))
-                    _ = self.flushLocked(&state)
-                    self.cancelLocked(&state, .protocolError(leftover))
-                } else {
-                    self.cancelLocked(&state, .peerClosed)
+                    self.beginCloseLocked(&state, .protocolError(leftover), flush: true)
+                    return nil
                 }
+                if let handler = state.onInputEnd {
+                    // The owner decides when to close; stop reading meanwhile.
+                    self.updateReadInterestLocked(&state)
+                    return handler
+                }
+                self.beginCloseLocked(&state, .peerClosed, flush: true)
+                return nil
             case .closing(let reason):
-                self.cancelLocked(&state, reason)
+                if state.queuedBytes == 0 {
+                    self.cancelLocked(&state, reason)
+                } else {
+                    self.updateReadInterestLocked(&state)  // the write source finishes the close
+                }
+                return nil
             case .created, .cancelling, .closed:
-                break
+                return nil
             }
         }
+        inputEnd?()
     }
 }

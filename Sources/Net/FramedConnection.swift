@@ -62,8 +62,15 @@ public final class FramedConnection: Sendable {
 
     /// Starts reading. Handlers are called on the connection's queue, one at a time, in order.
     /// If the connection was already closed, `onClose` is called (asynchronously) with why.
+    ///
+    /// `onInputEnd`, when given, makes a clean end of the peer's stream (between frames) a
+    /// half-close rather than the end of the connection: reading stops, `onInputEnd` is called on
+    /// the queue, and the connection stays open for sending until the owner closes it (a server
+    /// still owes answers, an ERROR above all, to a client that shut down its sending side;
+    /// PROTOCOL.md §1). Without it, the connection sends what is queued and closes `.peerClosed`.
     public func start(
         onMessage: @escaping @Sendable (Message) -> Void,
+        onInputEnd: (@Sendable () -> Void)? = nil,
         onClose: @escaping @Sendable (CloseReason) -> Void
     ) {
         let alreadyClosed: CloseReason? = self.state.withLock { state in
@@ -76,6 +83,7 @@ public final class FramedConnection: Sendable {
                 preconditionFailure("FramedConnection.start called twice")
             }
             state.onMessage = onMessage
+            state.onInputEnd = onInputEnd
             state.onClose = onClose
             let read = DispatchSource.makeReadSource(fileDescriptor: self.fd, queue: self.queue)
             read.setEventHandler { self.readable() }
@@ -93,6 +101,7 @@ public final class FramedConnection: Sendable {
             }
             if state.queuedBytes > 0 { self.armWriteLocked(&state) }
             read.resume()
+            self.updateReadInterestLocked(&state)
             return nil
         }
         if let reason = alreadyClosed {
@@ -140,6 +149,59 @@ public final class FramedConnection: Sendable {
         self.state.withLock { $0.queuedBytes }
     }
 
+    /// Bytes read from the socket and not yet delivered as messages (at most one read chunk
+    /// plus one partial frame while reading is paused).
+    public var bufferedInboundBytes: Int {
+        self.inbound.withLock { $0.bufferedByteCount }
+    }
+
+    /// Stops reading the socket: no more messages are delivered (not even ones already
+    /// buffered) until `resumeReading()`. The kernel's receive buffer then fills and TCP flow
+    /// control stops the peer: how a server bounds what a pipelining client makes it hold.
+    /// Non-blocking; callable from any thread, including from inside `onMessage`.
+    public func pauseReading() {
+        self.state.withLock { state in
+            state.readPaused = true
+            self.updateReadInterestLocked(&state)
+        }
+    }
+
+    /// Undoes `pauseReading()`: messages already buffered are delivered first (on the queue),
+    /// then reading goes on. Does nothing if reading was not paused.
+    public func resumeReading() {
+        let resumed = self.state.withLock { state -> Bool in
+            guard state.readPaused else { return false }
+            state.readPaused = false
+            return true
+        }
+        // The read source resumes only after the buffered messages are delivered, on the queue:
+        // an end of stream read first would find them still buffered and look like TRUNCATED.
+        if resumed { self.queue.async { self.deliverBuffered() } }
+    }
+
+    /// Whether `pauseReading()` is in effect.
+    public var isReadingPaused: Bool {
+        self.state.withLock { $0.readPaused }
+    }
+
+    /// Waits, without blocking anything, until the bytes queued for sending drop to `bytes` or
+    /// fewer, then runs `body` on the connection's queue. Runs `body` with false at once (on the
+    /// queue) if the connection is closing or closed, or when it closes while waiting. Several
+    /// waiters may wait at once (each runs once). How a producer streams a long answer without
+    /// queueing it whole (VIEW_ROWS chunks).
+    public func whenOutboundDrains(below bytes: Int, _ body: @escaping @Sendable (Bool) -> Void) {
+        let immediate: Bool? = self.state.withLock { state in
+            switch state.phase {
+            case .created, .open: break
+            case .closing, .cancelling, .closed: return false
+            }
+            if state.queuedBytes <= bytes { return true }
+            state.drainWaiters.append(DrainWaiter(threshold: bytes, body: body))
+            return nil
+        }
+        if let immediate { self.queue.async { body(immediate) } }
+    }
+
     /// True until the connection starts closing.
     public var isOpen: Bool {
         self.state.withLock { state in
@@ -172,6 +234,15 @@ struct ConnectionState {
 
     var phase = Phase.created
     var onMessage: (@Sendable (Message) -> Void)?
+    var onInputEnd: (@Sendable () -> Void)?
+    /// The owner paused reading (`pauseReading`).
+    var readPaused = false
+    /// The peer ended its stream (EOF read); nothing more will be read.
+    var inputEnded = false
+    /// The read source is suspended (balanced with resume; it must run to be cancelled).
+    var readSuspended = false
+    /// Called once the outbound queue drains to their thresholds.
+    var drainWaiters: [DrainWaiter] = []
     var onClose: (@Sendable (CloseReason) -> Void)?
     /// Bytes to send are `outbound[outboundStart...]`; empty (no capacity) when drained, so an
     /// idle connection holds no send buffer.
@@ -187,6 +258,11 @@ struct ConnectionState {
     var wroteShutdown = false
 
     var queuedBytes: Int { outbound.count - outboundStart }
+}
+
+struct DrainWaiter {
+    var threshold: Int
+    var body: @Sendable (Bool) -> Void
 }
 
 extension UInt64 {

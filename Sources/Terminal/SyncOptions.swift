@@ -61,6 +61,10 @@ public struct SyncFailure: Error, Sendable, CustomStringConvertible {
         case refused
         case protocolViolation
         case local
+        /// This database is not the only one with its replica id (a restored backup or a clone,
+        /// PROTOCOL.md §7.3): detected here (the hub holds more of our changes than we wrote) or
+        /// refused by the hub (REPLICA_CONFLICT in `code`). Never retried: run `storesync reidentify`.
+        case replicaConflict
     }
 
     public var kind: Kind
@@ -70,8 +74,9 @@ public struct SyncFailure: Error, Sendable, CustomStringConvertible {
 
     /// Errors a person or an upgrade must fix; retrying changes nothing (PROTOCOL.md §5.7).
     public var isPermanent: Bool {
+        if kind == .replicaConflict { return true }
         guard kind == .refused, let code else { return false }
-        return [ErrorCode.unauthorised, .outOfScope, .unsupportedVersion, .schemaMismatch].contains(code)
+        return !code.isRetryable
     }
 
     public var description: String {

@@ -127,8 +127,8 @@ final class SyncSession {
 
     private func handshake() throws(SyncFailure) {
         try send(.hello(Hello(
-            protocolVersions: WireFormat.supportedProtocolVersions.reversed(), replica: replica.id, role: options.role,
-            scope: options.scope, clock: replica.clock.now(), credentials: options.credentials)))
+            protocolVersions: WireFormat.supportedProtocolVersions.sorted(by: >), replica: replica.id, role: options.role,
+            scope: options.scope, clock: replica.clock.now(), credentials: options.credentials, lease: try storedLease())))
         let deadline = Date().addingTimeInterval(seconds(options.replyTimeout))
         var localWrites = false
         defer { if localWrites { inbox.post(.localWrite) } }
@@ -140,6 +140,20 @@ final class SyncSession {
         case .closed(let id, _) where id != connection?.id:
             continue
         case .message(_, .helloAck(let ack)):
+            // The hub holds more of our changes than we ever wrote: we are a restored backup or
+            // a clone that fell behind. Pushing from there would skip our writes; stop instead
+            // (PROTOCOL.md §7.3), before storing anything the hub sent.
+            let latest = replica.latestSequence
+            guard ack.pushCursor <= latest else {
+                throw failure(.replicaConflict, "the hub \(options.hub) holds changes of replica \(replica.id) up to sequence \(ack.pushCursor), "
+                              + "but this database has written only up to \(latest): it is a restored backup or a clone of that replica. "
+                              + "Run `storesync reidentify --db FILE` on it (it keeps its data and gets a new replica id), then sync again",
+                              code: .replicaConflict)
+            }
+            // The new lease is durable before we send anything else: the hub takes our next
+            // message as proof that we hold it (§7.3).
+            if ack.protocolVersion >= 2, let lease = ack.lease { try storeLease(lease, server: ack.replica) }
+            if let drift = ack.maxClockDriftMilliseconds { hubClockDrift = UInt64(drift) }
             hub = ack.replica
             report.hubReplica = ack.replica
             maxCells = min(options.maxBatchCells, ack.limits.maxBatchCells)
@@ -167,13 +181,50 @@ final class SyncSession {
         }
     }
 
+    /// The allowed drift the hub announced (HELLO_ACK version 2), else our own bound.
+    private var hubClockDrift: UInt64?
+
+    /// The settings that keep the hub's lease (PROTOCOL.md §7.3): `lease:<server id hex>` holds
+    /// the 16 bytes; `lease_server:<hub address>` (and `lease_server`, the last one used) name
+    /// the server id, since HELLO goes out before the server says who it is.
+    private static func leaseKey(_ server: String) -> String { "lease:\(server)" }
+    private var serverKeyForAddress: String { "lease_server:\(options.hub)" }
+    private static let lastServerKey = "lease_server"
+
+    /// The lease to present: the one from the server last seen at this address (or last seen at
+    /// all); empty when we hold none. A hub that does not know it (a new or restored hub, with a
+    /// new replica id) accepts any.
+    private func storedLease() throws(SyncFailure) -> [UInt8] {
+        do {
+            for key in [serverKeyForAddress, Self.lastServerKey] {
+                guard case .text(let server)? = try replica.setting(key) else { continue }
+                if case .blob(let lease)? = try replica.setting(Self.leaseKey(server)), lease.count == Lease.byteCount { return lease }
+            }
+            return []
+        } catch {
+            throw failure(.local, "cannot read the stored lease: \(error)")
+        }
+    }
+
+    private func storeLease(_ lease: [UInt8], server: ReplicaID) throws(SyncFailure) {
+        let id = server.description
+        do {
+            try replica.setSetting(Self.leaseKey(id), .blob(lease))
+            for key in [serverKeyForAddress, Self.lastServerKey] where try replica.setting(key) != .text(id) {
+                try replica.setSetting(key, .text(id))
+            }
+        } catch {
+            throw failure(.local, "cannot store the hub's lease: \(error)")
+        }
+    }
+
     /// When our wall clock and the hub's differ by more than the allowed drift, the hub's wins:
     /// our clock takes it as a reference and our future-stamped writes get fresh versions.
     private func adoptHubClockIfSkewed(_ hubClock: HLCTimestamp) throws(SyncFailure) {
         let ours = replica.clock.wallMilliseconds()
         let theirs = hubClock.milliseconds
         let difference = ours > theirs ? ours - theirs : theirs - ours
-        guard difference > replica.clock.maxForwardDriftMilliseconds else { return }
+        guard difference > (hubClockDrift ?? replica.clock.maxForwardDriftMilliseconds) else { return }
         do {
             report.restampedRows += try replica.rebaseClock(referenceMilliseconds: theirs)
             logger.warning("adopted the hub's clock", [("skew_ms", "\(Int64(bitPattern: ours &- theirs))"),
@@ -327,7 +378,8 @@ final class SyncSession {
                 return failure(.local, "cannot correct the clock: \(error)")
             }
         }
-        return failure(.refused, error.message, code: error.code, retryAfter: error.retryAfterMilliseconds)
+        let kind: SyncFailure.Kind = error.code == .replicaConflict ? .replicaConflict : .refused
+        return failure(kind, error.message, code: error.code, retryAfter: error.retryAfterMilliseconds)
     }
 
     // MARK: Time

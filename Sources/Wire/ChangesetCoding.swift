@@ -214,7 +214,16 @@ extension ByteWriter {
             writer.uvarint(UInt64(changeset.tables.count))
         }
         var versions = VersionWriter()
+        // PROTOCOL.md §4: a table once per changeset, a column once per table, a cell once per
+        // column of its row; the decoder refuses repeats, so the encoder never writes one.
+        var tableNames = Set<TableName>()
         for table in changeset.tables {
+            guard tableNames.insert(table.table).inserted else { throw WireError.badFrame("table \(table.table.rawValue) appears twice") }
+            guard Set(table.columns).count == table.columns.count else {
+                throw WireError.badFrame("a column of \(table.table.rawValue) is listed twice")
+            }
+            var cellRow = [Int](repeating: -1, count: table.columns.count)
+            var rowIndex = 0
             var headerBound = 30 + table.table.rawValue.utf8.count
             for column in table.columns { headerBound += 10 + column.rawValue.utf8.count }
             try withReserved(headerBound) { writer in
@@ -229,6 +238,11 @@ extension ByteWriter {
                 // per cell: header (10), version, value.
                 var bound = 30 + row.primaryKey.utf8.count + VersionWriter.maxBytes
                 for cell in row.cells { bound += 10 + VersionWriter.maxBytes + cell.value.maxPayloadBytes }
+                for cell in row.cells where cell.column >= 0 && cell.column < columnCount {
+                    guard cellRow[cell.column] != rowIndex else { throw WireError.badFrame("two cells of one row name the same column") }
+                    cellRow[cell.column] = rowIndex
+                }
+                rowIndex += 1
                 try withReserved(bound) { (writer: inout RawWriter) throws(WireError) in
                     writer.string(row.primaryKey)
                     writer.uvarint(row.causalLength)
@@ -263,22 +277,30 @@ extension ByteReader {
         var tables: [TableChanges] = []
         tables.reserveCapacity(tableCount)
         var versions = VersionReader()
+        // Repeats are refused (PROTOCOL.md §4): a table once per changeset, a column once per
+        // table, a cell once per column of its row. Tables and columns are few; cells are checked
+        // with one stamp per column (the index of the last row that had a cell there).
+        var tableNames = Set<TableName>()
         for _ in 0..<tableCount {
             // Read first, validate second: `try?` must not swallow INVALID_UTF8 or BAD_FRAME.
             let tableName = try string()
             guard let table = try? TableName(tableName) else { throw WireError.invalidName }
+            guard tableNames.insert(table).inserted else { throw WireError.badFrame("a table appears twice in one changeset") }
             let columnCount = try count("column")
             var columns: [ColumnName] = []
             columns.reserveCapacity(columnCount)
+            var columnNames = Set<ColumnName>()
             for _ in 0..<columnCount {
                 let columnName = try string()
                 guard let column = try? ColumnName(columnName) else { throw WireError.invalidName }
+                guard columnNames.insert(column).inserted else { throw WireError.badFrame("a column is listed twice for one table") }
                 columns.append(column)
             }
             let rowCount = try count("row")
             var rows: [RowChange] = []
             rows.reserveCapacity(rowCount)
-            for _ in 0..<rowCount {
+            var cellRow = [Int](repeating: -1, count: columnCount)
+            for rowIndex in 0..<rowCount {
                 let primaryKey = try string()
                 let causalLength = try uvarint()
                 let lifeVersion = try versions.read(from: &self)
@@ -289,6 +311,8 @@ extension ByteReader {
                     let header = try uvarint()
                     let column = header >> 4
                     guard column < UInt64(columnCount) else { throw WireError.badFrame("cell column index outside the table's columns") }
+                    guard cellRow[Int(column)] != rowIndex else { throw WireError.badFrame("two cells of one row name the same column") }
+                    cellRow[Int(column)] = rowIndex
                     let version: Version
                     if header & sameVersionFlag != 0 {
                         version = versions.previous

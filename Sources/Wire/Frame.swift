@@ -14,7 +14,7 @@ public enum WireFormat {
     /// Most elements (list entries, rows, cells, values) one message may carry.
     public static let maxElements = 1 << 20
     /// Protocol versions this codec implements.
-    public static let supportedProtocolVersions: [UInt16] = [1]
+    public static let supportedProtocolVersions: [UInt16] = [1, 2]
 
     /// A frame around an arbitrary payload, with a correct length and checksum. For tests,
     /// vectors and tools that need frames the encoder would refuse to produce.
@@ -63,7 +63,10 @@ public struct FrameEncoder: Sendable {
         let start = bytes.count
         var writer = ByteWriter(reserving: 0)
         swap(&writer.bytes, &bytes)
-        writer.bytes.reserveCapacity(start + WireFormat.headerSize + message.estimatedPayloadSize)
+        // Geometric growth: reserving the exact size on every call would copy the whole buffer
+        // each time a caller appends many frames to one array (quadratic).
+        let needed = start + WireFormat.headerSize + message.estimatedPayloadSize
+        if writer.bytes.capacity < needed { writer.bytes.reserveCapacity(max(needed, writer.bytes.capacity * 2)) }
         writer.bytes.append(contentsOf: repeatElement(0, count: WireFormat.headerSize))
         do throws(WireError) {
             try writer.payload(of: message)

@@ -97,15 +97,30 @@ public struct Hello: Sendable, Hashable {
     public var clock: HLCTimestamp
     /// Opaque to this version of the protocol; a later security issue defines the content.
     public var credentials: [UInt8]
+    /// Protocol version 2 (PROTOCOL.md §5.1, §7.3): the lease this server issued the client last
+    /// time, empty when the client holds none. On the wire only when `protocolVersions` lists 2
+    /// (then exactly 0 or 16 bytes); it must stay empty otherwise.
+    public var lease: [UInt8]
 
-    public init(protocolVersions: [UInt16], replica: ReplicaID, role: Role, scope: String, clock: HLCTimestamp, credentials: [UInt8]) {
+    public init(protocolVersions: [UInt16], replica: ReplicaID, role: Role, scope: String, clock: HLCTimestamp, credentials: [UInt8],
+                lease: [UInt8] = []) {
         self.protocolVersions = protocolVersions
         self.replica = replica
         self.role = role
         self.scope = scope
         self.clock = clock
         self.credentials = credentials
+        self.lease = lease
     }
+
+    /// Whether the layout carries the version 2 `lease` field.
+    public var carriesLease: Bool { protocolVersions.contains(2) }
+}
+
+/// The lease of protocol version 2 (PROTOCOL.md §7.3): 16 random bytes a server issues a client
+/// replica at each handshake, which the client presents at the next one.
+public enum Lease {
+    public static let byteCount = 16
 }
 
 /// Limits the server imposes on the session.
@@ -137,14 +152,23 @@ public struct HelloAck: Sendable, Hashable {
     /// The server's latest sequence in the client's scope; the client pulls if it is behind.
     public var latestSequence: UInt64
     public var limits: SessionLimits
+    /// Protocol version 2: the forward clock drift the server allows before CLOCK_SKEW (§7.4).
+    /// Present exactly when `protocolVersion` is 2.
+    public var maxClockDriftMilliseconds: UInt32?
+    /// Protocol version 2: the lease (16 bytes) the client must store durably before sending
+    /// anything else and present at its next HELLO (§7.3). Present exactly when `protocolVersion` is 2.
+    public var lease: [UInt8]?
 
-    public init(protocolVersion: UInt16, replica: ReplicaID, clock: HLCTimestamp, pushCursor: UInt64, latestSequence: UInt64, limits: SessionLimits) {
+    public init(protocolVersion: UInt16, replica: ReplicaID, clock: HLCTimestamp, pushCursor: UInt64, latestSequence: UInt64, limits: SessionLimits,
+                maxClockDriftMilliseconds: UInt32? = nil, lease: [UInt8]? = nil) {
         self.protocolVersion = protocolVersion
         self.replica = replica
         self.clock = clock
         self.pushCursor = pushCursor
         self.latestSequence = latestSequence
         self.limits = limits
+        self.maxClockDriftMilliseconds = maxClockDriftMilliseconds
+        self.lease = lease
     }
 }
 

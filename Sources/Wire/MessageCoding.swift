@@ -15,6 +15,14 @@ extension ByteWriter {
             string(hello.scope)
             fixed64(hello.clock.rawValue)
             blob(hello.credentials)
+            if hello.carriesLease {
+                guard hello.lease.isEmpty || hello.lease.count == Lease.byteCount else {
+                    throw WireError.badFrame("a lease is 0 or 16 bytes")
+                }
+                blob(hello.lease)
+            } else if !hello.lease.isEmpty {
+                throw WireError.badFrame("a HELLO that does not list protocol version 2 carries no lease")
+            }
         case .helloAck(let ack):
             uvarint(UInt64(ack.protocolVersion))
             replicaID(ack.replica)
@@ -24,6 +32,15 @@ extension ByteWriter {
             uvarint(UInt64(ack.limits.maxFrameBytes))
             uvarint(UInt64(ack.limits.maxBatchCells))
             uvarint(UInt64(ack.limits.idleTimeoutMilliseconds))
+            if ack.protocolVersion == 2 {
+                guard let drift = ack.maxClockDriftMilliseconds, let lease = ack.lease, lease.count == Lease.byteCount else {
+                    throw WireError.badFrame("a version 2 HELLO_ACK carries the clock drift and a 16-byte lease")
+                }
+                uvarint(UInt64(drift))
+                blob(lease)
+            } else if ack.maxClockDriftMilliseconds != nil || ack.lease != nil {
+                throw WireError.badFrame("only a version 2 HELLO_ACK carries the clock drift and a lease")
+            }
         case .push(let changeset):
             try self.changeset(changeset)
         case .pushAck(let sequence):
@@ -104,7 +121,13 @@ extension ByteReader {
             let scope = try string()
             let clock = HLCTimestamp(rawValue: try fixed64())
             let credentials = try blob()
-            return .hello(Hello(protocolVersions: versions, replica: replica, role: role, scope: scope, clock: clock, credentials: credentials))
+            var lease: [UInt8] = []
+            if versions.contains(2) {
+                lease = try blob()
+                guard lease.isEmpty || lease.count == Lease.byteCount else { throw WireError.badFrame("a lease is 0 or 16 bytes") }
+            }
+            return .hello(Hello(protocolVersions: versions, replica: replica, role: role, scope: scope, clock: clock, credentials: credentials,
+                                lease: lease))
         case .helloAck:
             let version = try uvarint(as: UInt16.self, "protocol version")
             let replica = try replicaID()
@@ -116,7 +139,16 @@ extension ByteReader {
                 maxBatchCells: try uvarint(as: UInt32.self, "max batch cells"),
                 idleTimeoutMilliseconds: try uvarint(as: UInt32.self, "idle timeout")
             )
-            return .helloAck(HelloAck(protocolVersion: version, replica: replica, clock: clock, pushCursor: pushCursor, latestSequence: latest, limits: limits))
+            var drift: UInt32?
+            var lease: [UInt8]?
+            if version == 2 {
+                drift = try uvarint(as: UInt32.self, "max clock drift")
+                let issued = try blob()
+                guard issued.count == Lease.byteCount else { throw WireError.badFrame("a HELLO_ACK lease is 16 bytes") }
+                lease = issued
+            }
+            return .helloAck(HelloAck(protocolVersion: version, replica: replica, clock: clock, pushCursor: pushCursor, latestSequence: latest,
+                                      limits: limits, maxClockDriftMilliseconds: drift, lease: lease))
         case .push:
             return .push(try changeset())
         case .pushAck:

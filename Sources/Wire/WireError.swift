@@ -30,7 +30,12 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let unknownView = ErrorCode(rawValue: 38)
     public static let badCursor = ErrorCode(rawValue: 39)
     public static let schemaMismatch = ErrorCode(rawValue: 40)
+    // Agreed for protocol version 2 (PROTOCOL.md §5.7); any version may send them.
     public static let invalidValue = ErrorCode(rawValue: 41)
+    public static let replicaConflict = ErrorCode(rawValue: 42)
+    public static let badViewParameter = ErrorCode(rawValue: 43)
+    public static let forbidden = ErrorCode(rawValue: 44)
+    public static let enrollmentRefused = ErrorCode(rawValue: 45)
 
     /// Every code this version of the spec defines, with its spec name.
     public static let known: [(code: ErrorCode, name: String)] = [
@@ -42,7 +47,17 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         (.unauthorised, "UNAUTHORISED"), (.outOfScope, "OUT_OF_SCOPE"), (.clockSkew, "CLOCK_SKEW"),
         (.serverBusy, "SERVER_BUSY"), (.internal, "INTERNAL"), (.unknownTable, "UNKNOWN_TABLE"),
         (.unknownView, "UNKNOWN_VIEW"), (.badCursor, "BAD_CURSOR"), (.schemaMismatch, "SCHEMA_MISMATCH"),
+        (.invalidValue, "INVALID_VALUE"), (.replicaConflict, "REPLICA_CONFLICT"), (.badViewParameter, "BAD_VIEW_PARAMETER"),
+        (.forbidden, "FORBIDDEN"), (.enrollmentRefused, "ENROLLMENT_REFUSED"),
     ]
+
+    /// Whether a client may reconnect after this code (with backoff, and at least
+    /// `retry_after_ms` when given): PROTOCOL.md §5.7's "retry?" column. Unknown codes are
+    /// treated like INTERNAL, so they are retryable.
+    public var isRetryable: Bool {
+        ![ErrorCode.unauthorised, .outOfScope, .unsupportedVersion, .schemaMismatch, .invalidValue, .replicaConflict,
+          .badViewParameter, .forbidden, .enrollmentRefused].contains(self)
+    }
 
     /// The spec name (`BAD_MAGIC`), or `CODE_<n>` for a code this version does not know.
     public var name: String {

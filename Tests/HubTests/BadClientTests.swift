@@ -105,9 +105,9 @@ final class BadClientTests: XCTestCase {
         let bad = BackgroundTask("versions") {
             // HELLO listing only versions this hub does not speak.
             let client = try RawClient(port: port)
-            try client.send(BadClient.hello(versions: [2, 7]))
+            try client.send(BadClient.hello(versions: [3, 7]))
             let answer = try BadClient.serverAnswer(client)
-            BadClient.expectErrorAndClose(answer, .unsupportedVersion, "HELLO with versions 2, 7")
+            BadClient.expectErrorAndClose(answer, .unsupportedVersion, "HELLO with versions 3, 7")
             if case .error(let error)? = answer.messages.last {
                 XCTAssertTrue(error.message.contains("1"), "the error lists the versions the hub speaks: \(error.message)")
             }

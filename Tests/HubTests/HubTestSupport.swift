@@ -30,14 +30,15 @@ final class HubFixture {
     let logs = MemorySink()
     var logger: Logger { Logger(label: "test", minimumLevel: .debug, sink: logs) }
 
-    init(scopes: any ScopePolicy = UnlimitedScopePolicy(), configure: (inout HubConfiguration) -> Void = { _ in }) throws {
+    init(scopes: any ScopePolicy = UnlimitedScopePolicy(), views: (any ViewProvider)? = nil, hubOptions: ReplicaOptions = ReplicaOptions(),
+         configure: (inout HubConfiguration) -> Void = { _ in }) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("storesync-hub-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        hubReplica = try Replica(path: directory.appendingPathComponent("hub.sqlite").path, schema: HubTestSchema.tables)
+        hubReplica = try Replica(path: directory.appendingPathComponent("hub.sqlite").path, schema: HubTestSchema.tables, options: hubOptions)
         var configuration = HubConfiguration(listenAddress: try SocketAddress.parse("127.0.0.1:0"))
         configuration.widestTableColumns = 4
         configure(&configuration)
-        server = try HubServer(replica: hubReplica, configuration: configuration, scopes: scopes,
+        server = try HubServer(replica: hubReplica, configuration: configuration, scopes: scopes, views: views,
                                logger: Logger(label: "hub", minimumLevel: .debug, sink: logs))
         server.start()
     }

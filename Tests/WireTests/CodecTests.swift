@@ -89,10 +89,11 @@ final class CodecTests: XCTestCase {
     }
 
     func testElementBudgetBoundsMemory() throws {
-        // 1000 null cells take ~1000 bytes on the wire but ~60 KB in memory: the element cap stops that.
-        let cells = (0..<1000).map { _ in Cell(column: 0, value: .null, version: .zero) }
+        // 500 rows of one null cell take a few KB on the wire but far more in memory: the element
+        // cap stops that. Elements: 1 table + 1 column + 500 rows + 500 cells = 1002.
+        let rows = (0..<500).map { _ in RowChange(primaryKey: "", causalLength: 1, lifeVersion: .zero, cells: [Cell(column: 0, value: .null, version: .zero)]) }
         let changeset = Changeset(source: replicaA, fromSequence: 0, toSequence: 1, tables: [
-            TableChanges(table: table("t"), columns: columns(["a"]), rows: [RowChange(primaryKey: "k", causalLength: 1, lifeVersion: .zero, cells: cells)]),
+            TableChanges(table: table("t"), columns: columns(["a"]), rows: rows),
         ])
         let bytes = try FrameEncoder().encode(.push(changeset))
         XCTAssertEqual(decodeStream(bytes, chunkSizes: [], maxElements: 999).error?.code, .tooLarge)
@@ -134,5 +135,64 @@ final class CodecTests: XCTestCase {
         let outcome = decodeStream(stream, chunkSizes: randomChunks(stream.count, using: &generator))
         XCTAssertNil(outcome.error)
         XCTAssertEqual(outcome.messages, expected)
+    }
+}
+
+/// Protocol version 2's fields (PROTOCOL.md §5.1, §5.2) and the changeset repeat rules (§4).
+final class ProtocolVersion2Tests: XCTestCase {
+    func testTheCodecSpeaksVersionsOneAndTwo() {
+        XCTAssertEqual(WireFormat.supportedProtocolVersions.sorted(), [1, 2])
+    }
+
+    func testHelloCarriesALeaseExactlyWhenItListsVersionTwo() throws {
+        let lease = [UInt8](repeating: 7, count: 16)
+        let v2 = Message.hello(Hello(protocolVersions: [2, 1], replica: replicaA, role: .terminal, scope: "store:S1", clock: hlc(1), credentials: [], lease: lease))
+        XCTAssertEqual(try FrameDecoder.decodeFrame(try FrameEncoder().encode(v2)), v2)
+        let empty = Message.hello(Hello(protocolVersions: [2], replica: replicaA, role: .terminal, scope: "store:S1", clock: hlc(1), credentials: []))
+        XCTAssertEqual(try FrameDecoder.decodeFrame(try FrameEncoder().encode(empty)), empty)
+        // A lease the layout cannot carry is refused by the encoder, not silently dropped.
+        let v1 = Message.hello(Hello(protocolVersions: [1], replica: replicaA, role: .terminal, scope: "store:S1", clock: hlc(1), credentials: [], lease: lease))
+        XCTAssertThrowsError(try FrameEncoder().encode(v1))
+        let short = Message.hello(Hello(protocolVersions: [2], replica: replicaA, role: .terminal, scope: "store:S1", clock: hlc(1), credentials: [], lease: [1, 2]))
+        XCTAssertThrowsError(try FrameEncoder().encode(short))
+    }
+
+    func testHelloAckOfVersionTwoCarriesDriftAndLease() throws {
+        let limits = SessionLimits(maxFrameBytes: 1 << 20, maxBatchCells: 100, idleTimeoutMilliseconds: 1_000)
+        let v2 = Message.helloAck(HelloAck(protocolVersion: 2, replica: replicaHub, clock: hlc(2), pushCursor: 1, latestSequence: 2, limits: limits,
+                                           maxClockDriftMilliseconds: 300_000, lease: [UInt8](repeating: 9, count: 16)))
+        XCTAssertEqual(try FrameDecoder.decodeFrame(try FrameEncoder().encode(v2)), v2)
+        let missing = Message.helloAck(HelloAck(protocolVersion: 2, replica: replicaHub, clock: hlc(2), pushCursor: 1, latestSequence: 2, limits: limits))
+        XCTAssertThrowsError(try FrameEncoder().encode(missing))
+        let v1 = Message.helloAck(HelloAck(protocolVersion: 1, replica: replicaHub, clock: hlc(2), pushCursor: 1, latestSequence: 2, limits: limits,
+                                           maxClockDriftMilliseconds: 5, lease: [UInt8](repeating: 9, count: 16)))
+        XCTAssertThrowsError(try FrameEncoder().encode(v1))
+    }
+
+    func testNewErrorCodesHaveTheirSpecNames() {
+        XCTAssertEqual(ErrorCode.invalidValue.name, "INVALID_VALUE")
+        XCTAssertEqual(ErrorCode.replicaConflict.rawValue, 42)
+        XCTAssertEqual(ErrorCode(name: "BAD_VIEW_PARAMETER"), .badViewParameter)
+        XCTAssertEqual(ErrorCode.forbidden.rawValue, 44)
+        XCTAssertEqual(ErrorCode.enrollmentRefused.rawValue, 45)
+        XCTAssertFalse(ErrorCode.replicaConflict.isRetryable)
+        XCTAssertTrue(ErrorCode.serverBusy.isRetryable)
+        XCTAssertTrue(ErrorCode(rawValue: 999).isRetryable)
+    }
+
+    func testTheEncoderRefusesRepeatedTablesColumnsAndCells() {
+        let version = Version(hlc: hlc(1), origin: replicaA)
+        let row = RowChange(primaryKey: "k", causalLength: 1, lifeVersion: version, cells: [Cell(column: 0, value: .null, version: version)])
+        let twice = TableChanges(table: table("t"), columns: columns(["v"]), rows: [row])
+        XCTAssertThrowsError(try FrameEncoder().encode(.push(Changeset(source: replicaA, fromSequence: 0, toSequence: 1, tables: [twice, twice]))))
+        let columnTwice = TableChanges(table: table("t"), columns: columns(["v", "v"]), rows: [])
+        XCTAssertThrowsError(try FrameEncoder().encode(.push(Changeset(source: replicaA, fromSequence: 0, toSequence: 1, tables: [columnTwice]))))
+        var cellTwice = row
+        cellTwice.cells.append(cellTwice.cells[0])
+        let table2 = TableChanges(table: table("t"), columns: columns(["v"]), rows: [cellTwice])
+        XCTAssertThrowsError(try FrameEncoder().encode(.push(Changeset(source: replicaA, fromSequence: 0, toSequence: 1, tables: [table2]))))
+        // The same column in two different rows is of course fine.
+        let two = TableChanges(table: table("t"), columns: columns(["v"]), rows: [row, row])
+        XCTAssertNoThrow(try FrameEncoder().encode(.push(Changeset(source: replicaA, fromSequence: 0, toSequence: 1, tables: [two]))))
     }
 }

@@ -17,6 +17,7 @@ enum MessageJSON {
             object["scope"] = hello.scope
             object["clock"] = hlc(hello.clock)
             object["credentials"] = hex(hello.credentials)
+            if hello.carriesLease { object["lease"] = hex(hello.lease) }
         case .helloAck(let ack):
             object["protocol_version"] = Int(ack.protocolVersion)
             object["replica"] = ack.replica.description
@@ -28,6 +29,8 @@ enum MessageJSON {
                 "max_batch_cells": Int(ack.limits.maxBatchCells),
                 "idle_timeout_ms": Int(ack.limits.idleTimeoutMilliseconds),
             ]
+            if let drift = ack.maxClockDriftMilliseconds { object["max_clock_drift_ms"] = Int(drift) }
+            if let lease = ack.lease { object["lease"] = hex(lease) }
         case .push(let changeset):
             object["changeset"] = self.changeset(changeset)
         case .pushAck(let sequence):

@@ -133,9 +133,11 @@ func randomChangeset(using generator: inout SplitMix64, maxRows: Int = 20) -> Ch
             let life = randomVersion()
             var cells: [Cell] = []
             if !columnNames.isEmpty {
-                for _ in 0..<Int.random(in: 0...columnNames.count, using: &generator) {
+                // Distinct columns in any order: a row names each column at most once (PROTOCOL.md §4).
+                let chosen = Array(0..<columnNames.count).shuffled(using: &generator)
+                for column in chosen.prefix(Int.random(in: 0...columnNames.count, using: &generator)) {
                     let version = Bool.random(using: &generator) ? life : randomVersion()
-                    cells.append(Cell(column: Int.random(in: 0..<columnNames.count, using: &generator), value: randomValue(), version: version))
+                    cells.append(Cell(column: column, value: randomValue(), version: version))
                 }
             }
             rows.append(RowChange(primaryKey: "k\(rowIndex)-\(randomText())", causalLength: UInt64.random(in: 1...5, using: &generator), lifeVersion: life, cells: cells))

@@ -48,16 +48,17 @@ enum VectorCatalog {
     static let edgeChangeset = Changeset(
         source: .none, fromSequence: UInt64.max - 1, toSequence: UInt64.max,
         tables: [
-            TableChanges(table: table("edge_values"), columns: columns(["v"]), rows: [
+            // One column per cell: a cell names each column of its row at most once (§4).
+            TableChanges(table: table("edge_values"), columns: columns(["v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7"]), rows: [
                 RowChange(primaryKey: "", causalLength: UInt64.max, lifeVersion: Version(hlc: HLCTimestamp(rawValue: UInt64.max), origin: ReplicaID(high: UInt64.max, low: UInt64.max)), cells: [
                     Cell(column: 0, value: .integer(Int64.min), version: .zero),
-                    Cell(column: 0, value: .integer(Int64.max), version: Version(hlc: HLCTimestamp(rawValue: UInt64.max), origin: .none)),
-                    Cell(column: 0, value: .real(-0.0), version: Version(hlc: HLCTimestamp(rawValue: 1), origin: .none)),
-                    Cell(column: 0, value: .real(.nan), version: Version(hlc: HLCTimestamp(rawValue: 1), origin: .none)),
-                    Cell(column: 0, value: .real(-.infinity), version: Version(hlc: HLCTimestamp(rawValue: 1), origin: .none)),
-                    Cell(column: 0, value: .text(""), version: Version(hlc: HLCTimestamp(rawValue: 1), origin: .none)),
-                    Cell(column: 0, value: .text("café ☕️ 北京"), version: Version(hlc: HLCTimestamp(rawValue: 1), origin: .none)),
-                    Cell(column: 0, value: .blob([]), version: Version(hlc: HLCTimestamp(rawValue: 1), origin: .none)),
+                    Cell(column: 1, value: .integer(Int64.max), version: Version(hlc: HLCTimestamp(rawValue: UInt64.max), origin: .none)),
+                    Cell(column: 2, value: .real(-0.0), version: Version(hlc: HLCTimestamp(rawValue: 1), origin: .none)),
+                    Cell(column: 3, value: .real(.nan), version: Version(hlc: HLCTimestamp(rawValue: 1), origin: .none)),
+                    Cell(column: 4, value: .real(-.infinity), version: Version(hlc: HLCTimestamp(rawValue: 1), origin: .none)),
+                    Cell(column: 5, value: .text(""), version: Version(hlc: HLCTimestamp(rawValue: 1), origin: .none)),
+                    Cell(column: 6, value: .text("café ☕️ 北京"), version: Version(hlc: HLCTimestamp(rawValue: 1), origin: .none)),
+                    Cell(column: 7, value: .blob([]), version: Version(hlc: HLCTimestamp(rawValue: 1), origin: .none)),
                 ]),
             ]),
         ]
@@ -67,10 +68,16 @@ enum VectorCatalog {
         [
             ("hello_terminal", "A terminal opens a session for one store with a credentials token.",
              .hello(Hello(protocolVersions: [1], replica: replicaA, role: .terminal, scope: "store:S001", clock: hlc(0, 7), credentials: Array("tok".utf8)))),
-            ("hello_hub_two_versions", "A regional hub, speaking versions 2 and 1, connects to HQ; no credentials.",
-             .hello(Hello(protocolVersions: [2, 1], replica: replicaHub, role: .hub, scope: "region:north", clock: hlc(1), credentials: []))),
+            ("hello_hub_two_versions", "A regional hub, speaking versions 2 and 1, connects to HQ with no credentials and presents the lease HQ issued it last time.",
+             .hello(Hello(protocolVersions: [2, 1], replica: replicaHub, role: .hub, scope: "region:north", clock: hlc(1), credentials: [],
+                          lease: leaseA))),
+            ("hello_v2_first_contact", "A version 2 terminal that holds no lease from this server yet: an empty lease.",
+             .hello(Hello(protocolVersions: [2, 1], replica: replicaA, role: .terminal, scope: "store:S001", clock: hlc(0, 7), credentials: Array("tok".utf8)))),
             ("hello_ack", "The hub accepts version 1 and says where the client's pushes resume.",
              .helloAck(HelloAck(protocolVersion: 1, replica: replicaHub, clock: hlc(3, 2), pushCursor: 41, latestSequence: 1_000, limits: sessionLimits))),
+            ("hello_ack_v2", "The hub accepts version 2: allowed clock drift 5 minutes, and the new lease the client stores before anything else.",
+             .helloAck(HelloAck(protocolVersion: 2, replica: replicaHub, clock: hlc(3, 2), pushCursor: 41, latestSequence: 1_000, limits: sessionLimits,
+                                maxClockDriftMilliseconds: 300_000, lease: leaseB))),
             ("push_small", "Two tables, all five value types, shared and own cell versions, a deleted row.",
              .push(smallChangeset)),
             ("push_empty", "A batch with nothing in it: only moves the cursor.",
@@ -104,9 +111,28 @@ enum VectorCatalog {
              .error(ErrorMessage(code: .clockSkew, message: "remote version 600000 ms ahead", serverClock: hlc(4), retryAfterMilliseconds: nil))),
             ("error_server_busy", "SERVER_BUSY: retry after 5 s.",
              .error(ErrorMessage(code: .serverBusy, message: "busy", serverClock: nil, retryAfterMilliseconds: 5_000))),
+            ("error_replica_conflict", "REPLICA_CONFLICT: the lease presented is not this replica id's; no retry.",
+             .error(ErrorMessage(code: .replicaConflict, message: "replica id held by another database: run storesync reidentify", serverClock: nil, retryAfterMilliseconds: nil))),
+            ("error_bad_view_parameter", "BAD_VIEW_PARAMETER: a known view with a malformed parameter.",
+             .error(ErrorMessage(code: .badViewParameter, message: "view sales_by_store: parameter from is not a date", serverClock: nil, retryAfterMilliseconds: nil))),
+            ("error_invalid_value", "INVALID_VALUE: names table, column and reason, never the value.",
+             .error(ErrorMessage(code: .invalidValue, message: "sales.quantity: not an integer", serverClock: nil, retryAfterMilliseconds: nil))),
             ("error_unknown_code", "A code this version does not define still decodes (a newer peer's).",
              .error(ErrorMessage(code: ErrorCode(rawValue: 999), message: "", serverClock: nil, retryAfterMilliseconds: nil))),
         ]
+    }
+
+    static let leaseA: [UInt8] = Array(0xa0...0xaf)
+    static let leaseB: [UInt8] = Array(0xb0...0xbf)
+
+    /// A HELLO listing versions 2 and 1, up to (and including) its credentials.
+    static func helloV2Prefix() -> Bytes {
+        Bytes().uvarint(2).uvarint(2).uvarint(1).replica(replicaA).byte(0).string("store:S001").fixed64(0).uvarint(0)
+    }
+
+    /// A version 2 HELLO_ACK up to (and including) its idle timeout.
+    static func helloAckV2Prefix() -> Bytes {
+        Bytes().uvarint(2).replica(replicaHub).fixed64(0).uvarint(41).uvarint(1_000).uvarint(1 << 24).uvarint(10_000).uvarint(60_000)
     }
 
     static func frame(_ type: MessageType, _ payload: Bytes, flags: UInt8 = 0) -> [UInt8] {
@@ -197,6 +223,23 @@ enum VectorCatalog {
              frame(.viewRows, Bytes().uvarint(1).byte(1).uvarint(0).uvarint(3).raw([0, 0, 0])), .badFrame),
             ("error_presence_byte", "ERROR whose server-clock presence byte is 2.",
              frame(.error, Bytes().uvarint(36).string("x").byte(2)), .badFrame),
+            ("hello_lease_wrong_length", "A version 2 HELLO whose lease is 15 bytes (it is 0 or 16).",
+             frame(.hello, helloV2Prefix().utf8(Array(leaseA.prefix(15)))), .badFrame),
+            ("hello_v2_without_lease", "A HELLO listing version 2 that ends before its lease field.",
+             frame(.hello, helloV2Prefix()), .badFrame),
+            ("hello_v1_with_lease", "A HELLO listing only version 1 followed by a lease: trailing bytes.",
+             frame(.hello, Bytes().uvarint(1).uvarint(1).replica(replicaA).byte(0).string("store:S001").fixed64(0).uvarint(0).utf8(leaseA)), .badFrame),
+            ("hello_ack_v2_empty_lease", "A version 2 HELLO_ACK whose lease is empty (it is always 16 bytes).",
+             frame(.helloAck, helloAckV2Prefix().uvarint(300_000).uvarint(0)), .badFrame),
+            ("hello_ack_v2_without_drift", "A version 2 HELLO_ACK that ends after the version 1 fields.",
+             frame(.helloAck, helloAckV2Prefix()), .badFrame),
+            ("duplicate_table", "A changeset naming table t twice.",
+             frame(.push, Bytes().replica(replicaA).uvarint(0).uvarint(1).uvarint(2)
+                .string("t").uvarint(0).uvarint(0).string("t").uvarint(0).uvarint(0)), .badFrame),
+            ("duplicate_column", "A table listing column v twice.",
+             frame(.push, Bytes().replica(replicaA).uvarint(0).uvarint(1).uvarint(1).string("t").uvarint(2).string("v").string("v").uvarint(0)), .badFrame),
+            ("duplicate_cell", "A row with two cells for column 0 (both with the row's version).",
+             frame(.push, pushPayload(cellCount: 2) { $0.uvarint(0 << 4 | 1 << 3 | 0).uvarint(0 << 4 | 1 << 3 | 0) }), .badFrame),
         ]
     }
 

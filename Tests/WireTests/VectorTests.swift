@@ -135,6 +135,19 @@ final class VectorTests: XCTestCase {
         hello.uvarint(1).uvarint(1).replica(replicaA).byte(0).string("store:S001").fixed64(hlc(0, 7).rawValue).utf8(Array("tok".utf8))
         XCTAssertEqual(try FrameEncoder().encode(VectorCatalog.valid[0].2), VectorCatalog.frame(.hello, hello))
 
+        // Protocol version 2: HELLO listing 2 ends with lease:bytes; HELLO_ACK of version 2 ends
+        // with max_clock_drift_ms:uvarint then lease:bytes (16).
+        let helloV2 = Bytes()
+        helloV2.uvarint(2).uvarint(2).uvarint(1).replica(replicaHub).byte(1).string("region:north").fixed64(hlc(1).rawValue).uvarint(0)
+        helloV2.utf8(VectorCatalog.leaseA)
+        let twoVersions = try XCTUnwrap(VectorCatalog.valid.first { $0.0 == "hello_hub_two_versions" }?.2)
+        XCTAssertEqual(try FrameEncoder().encode(twoVersions), VectorCatalog.frame(.hello, helloV2))
+        let ackV2 = Bytes()
+        ackV2.uvarint(2).replica(replicaHub).fixed64(hlc(3, 2).rawValue).uvarint(41).uvarint(1_000)
+        ackV2.uvarint(16 * 1024 * 1024).uvarint(10_000).uvarint(60_000).uvarint(300_000).utf8(VectorCatalog.leaseB)
+        let ack = try XCTUnwrap(VectorCatalog.valid.first { $0.0 == "hello_ack_v2" }?.2)
+        XCTAssertEqual(try FrameEncoder().encode(ack), VectorCatalog.frame(.helloAck, ackV2))
+
         // Versions: svarint(ms - previous ms), uvarint(replica index << 1 | has counter), [counter], [new replica id].
         let push = Bytes()
         push.replica(replicaA).uvarint(0).uvarint(3).uvarint(2)
