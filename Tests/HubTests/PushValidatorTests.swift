@@ -28,28 +28,35 @@ final class PushValidatorTests: XCTestCase {
 
     func testARefusedBatchGetsInvalidValueAppliesNothingAndTheHubServesOthers() throws {
         let fixture = try HubFixture { $0.pushValidator = NoNegativeDurations() }
-        let bad = try fixture.makeTerminal("bad")
-        try bad.write { tx in
-            // One good row and one bad one: the whole batch is refused.
-            try tx.insert(into: HubTestSchema.visits, primaryKey: UniqueID.make(),
-                          [HubTestSchema.column("store"): .text("S1"), HubTestSchema.column("duration_min"): .integer(5)])
-            try tx.insert(into: HubTestSchema.visits, primaryKey: UniqueID.make(),
-                          [HubTestSchema.column("store"): .text("S1"), HubTestSchema.column("duration_min"): .integer(-7)])
+        // One good row and one bad one: the whole batch is refused.
+        func writeBatch(_ terminal: Replica) throws {
+            try terminal.write { tx in
+                try tx.insert(into: HubTestSchema.visits, primaryKey: UniqueID.make(),
+                              [HubTestSchema.column("store"): .text("S1"), HubTestSchema.column("duration_min"): .integer(5)])
+                try tx.insert(into: HubTestSchema.visits, primaryKey: UniqueID.make(),
+                              [HubTestSchema.column("store"): .text("S1"), HubTestSchema.column("duration_min"): .integer(-7)])
+            }
         }
+        let bad = try fixture.makeTerminal("bad")
+        try writeBatch(bad)
         XCTAssertThrowsError(try fixture.sync(bad)) { error in
             XCTAssertEqual((error as? SyncFailure)?.code, .invalidValue, "\(error)")
             XCTAssertTrue((error as? SyncFailure)?.message.contains("visits.duration_min") ?? false, "\(error)")
         }
 
-        // The same batch from a raw client: the ERROR arrives, then the close.
+        // Such a batch from a raw client (a replica of its own: the hub leased `bad`'s id to
+        // the sync client above): the ERROR arrives, then the close.
+        let rawBad = try fixture.makeTerminal("bad-raw")
+        try writeBatch(rawBad)
         let client = try RawClient(port: fixture.address.port)
-        try client.send(BadClient.hello(bad.id))
+        try client.send(BadClient.hello(rawBad.id))
         guard case .helloAck? = try client.receive() else { return XCTFail("no HELLO_ACK") }
-        try client.send(.push(try bad.changes(since: 0)))
+        try client.send(.push(try rawBad.changes(since: 0)))
         BadClient.expectErrorAndClose(try BadClient.serverAnswer(client), .invalidValue, "raw push of a refused batch")
 
         XCTAssertEqual(try fixture.hubReplica.read { try $0.fetchScalar("SELECT count(*) FROM visits") }, .integer(0), "a refused batch was applied")
         XCTAssertEqual(try fixture.hubReplica.cursor(for: bad.id).received, 0, "the refused source's cursor moved")
+        XCTAssertEqual(try fixture.hubReplica.cursor(for: rawBad.id).received, 0, "the refused raw source's cursor moved")
 
         let good = try fixture.makeTerminal("good")
         try good.write { tx in

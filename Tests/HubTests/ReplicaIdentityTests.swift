@@ -73,9 +73,10 @@ final class ReplicaIdentityTests: XCTestCase {
         let original = try fixture.makeTerminal("original")
         try addVisit(original, "before-copy")
         _ = try fixture.sync(original)
-        // Copy the file while closed-equivalent: a checkpointed copy of the WAL database.
+        // A disk-image clone: the main file copied byte for byte once the WAL is merged into it.
         let clonePath = fixture.directory.appendingPathComponent("clone.sqlite").path
-        try original.read { try $0.execute("VACUUM INTO '\(clonePath)'") }
+        try original.checkpoint()
+        try FileManager.default.copyItem(atPath: original.path, toPath: clonePath)
         let clone = try Replica(path: clonePath, schema: HubTestSchema.tables)
         XCTAssertEqual(clone.id, original.id)
 
