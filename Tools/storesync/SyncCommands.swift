@@ -59,7 +59,7 @@ func runSync(_ arguments: Arguments) throws {
         do {
             report = try SyncClient(replica: replica, options: options, logger: logger).syncOnce()
         } catch {
-            throw CommandError("sync with \(address) failed: \(error)")
+            throw CommandError("sync with \(address) failed: \(error)", kind: Failure.kind(of: error))
         }
         if let hub = report.hubReplica { try replica.setSetting("upstream_replica", .blob(hub.bytes)) }
         try recordSuccessfulSync(replica)
@@ -67,6 +67,9 @@ func runSync(_ arguments: Arguments) throws {
         return
     }
 
+    // One live agent per file: a second would push the same rows as the same peer.
+    let lock = try ReplicaFileLock(replicaPath: path, command: lockHolderDescription())
+    defer { withExtendedLifetime(lock) {} }
     let agent = LiveSyncAgent(replica: replica, options: options, logger: logger) { event in
         switch event {
         case .connected(let hub):
@@ -78,6 +81,8 @@ func runSync(_ arguments: Arguments) throws {
                                     ("push_cursor", "\(report.pushCursor)"), ("pull_cursor", "\(report.pullCursor)")])
         case .disconnected(let failure):
             logger.warning("disconnected", [("error", "\(failure)")])
+        case .backingOff(let wait):
+            logger.info("reconnecting later", [("in_ms", "\(milliseconds(wait))")])
         }
     }
     // Writes by other processes (guides' commands) wake the agent within milliseconds.
@@ -87,6 +92,20 @@ func runSync(_ arguments: Arguments) throws {
     logger.notice("stopping", [("signal", "\(signal)")])
     watcher.stop()
     agent.stop()
+    checkpointOnStop(replica, logger: logger)
+}
+
+func milliseconds(_ duration: Duration) -> Int64 {
+    duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+}
+
+/// A clean stop leaves the replica in its main file alone (the WAL merged into it).
+private func checkpointOnStop(_ replica: Replica, logger: Logger) {
+    do {
+        try checkpointWAL(replica)
+    } catch {
+        logger.warning("cannot merge the write-ahead log into the replica file", [("error", "\(error)")])
+    }
 }
 
 private func recordSuccessfulSync(_ replica: Replica) throws {
@@ -128,37 +147,30 @@ func runHub(_ arguments: Arguments) throws {
     if upstream != nil && settings.kind != .hub {
         throw UsageError(message: "--upstream is for a regional hub (a replica made with `storesync init --hub`)")
     }
+    // One hub per file: a second would serve (and relay) the same replica as the same peer.
+    let lock = try ReplicaFileLock(replicaPath: path, command: lockHolderDescription())
+    defer { withExtendedLifetime(lock) {} }
     let descriptors = raiseDescriptorLimit()
     if descriptors < UInt64(configuration.maxConnections) {
         logger.warning("the descriptor limit is below --max-connections; raise it (ulimit -n, LimitNOFILE=)",
                        [("limit", "\(descriptors)"), ("max_connections", "\(configuration.maxConnections)")])
     }
-    let scopes = RetailScopePolicy(own: ownScope, directory: StoreDirectory(reader: try replica.makeReader()))
-    let server: HubServer
+    var options = RetailHubNode.Options(configuration: configuration)
+    options.upstream = upstream
+    let node: RetailHubNode
     do {
-        let views = RetailViewProvider(reader: try replica.makeReader(), clock: replica.clock)
-        let rules = try RetailHubRules(replica: replica, logger: logger.child("rules"))
-        server = try HubServer(replica: replica, configuration: configuration, scopes: scopes, rules: rules, views: views, logger: logger)
+        node = try RetailHubNode(replica: replica, scope: ownScope, options: options, logger: logger)
     } catch {
-        throw CommandError("cannot listen on \(configuration.listenAddress): \(error)")
+        throw CommandError("cannot listen on \(configuration.listenAddress): \(error)", kind: Failure(error).kind)
     }
-    let relay = try upstream.map {
-        try UpstreamRelay(replica: replica, path: path, upstream: $0, scope: settings.scope, server: server,
-                          logger: logger.child("upstream"))
-    }
-    server.start()
-    relay?.start()
-    // Operators write reference data (stores, thresholds) into a running hub's file from other
-    // processes; live sessions whose scope it concerns hear of it like of a merge.
-    let operatorWrites = try ReplicaChangeWatcher(path: path) { server.announce(latestSequence: replica.latestSequence) }
+    node.start()
     // Scripts (and tests) read the bound port from this line when they asked for port 0.
-    print("listening on \(server.boundAddress)")
+    print("listening on \(node.boundAddress)")
     fflush(nil)
     let signal = waitForTerminationSignal()
     logger.notice("draining", [("signal", "\(signal)")])
-    operatorWrites.stop()
-    relay?.stop()
-    server.stop()
+    node.stop()
+    checkpointOnStop(replica, logger: logger)
 }
 
 /// Raises the soft descriptor limit to the hard one (a hub holds one descriptor per terminal)
