@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "NetTests", dependencies: ["Net", "Wire", "SyncEngine", "Logging"]),
         .testTarget(name: "RetailTests", dependencies: ["Retail", "SyncEngine", "SQLite"]),
         // Drives the built storesync binary end to end, as users' scripts do.
-        .testTarget(name: "CLITests", dependencies: ["storesync", "SQLite", "SyncEngine", "Retail"]),
+        .testTarget(name: "CLITests", dependencies: ["storesync", "SQLite", "SyncEngine", "Retail", "RetailHub", "Hub", "Terminal", "Net", "Wire", "Logging"]),
     ]
 )
 
