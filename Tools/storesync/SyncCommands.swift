@@ -9,24 +9,33 @@ import RetailHub
 import SyncEngine
 import Terminal
 
-/// Waits for SIGINT or SIGTERM (delivered through Dispatch, never in a raw signal handler).
-func waitForTerminationSignal() -> Int32 {
-    let received = DispatchSemaphore(value: 0)
-    let caught = LockBox(Int32(0))
-    var sources: [any DispatchSourceSignal] = []
-    for number in [SIGINT, SIGTERM] {
-        signal(number, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-        source.setEventHandler {
-            caught.withLockedValue { $0 = number }
-            received.signal()
+/// SIGINT and SIGTERM, caught from the moment this is made (delivered through Dispatch, never
+/// in a raw signal handler): made before a command announces it is ready ("listening on"), so
+/// a supervisor that stops it right after is never met by the default action (death, no drain).
+final class TerminationSignals {
+    private let received = DispatchSemaphore(value: 0)
+    private let caught = LockBox(Int32(0))
+    private var sources: [any DispatchSourceSignal] = []
+
+    init() {
+        for number in [SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [received, caught] in
+                caught.withLockedValue { $0 = number }
+                received.signal()
+            }
+            source.resume()
+            sources.append(source)
         }
-        source.resume()
-        sources.append(source)
     }
-    received.wait()
-    for source in sources { source.cancel() }
-    return caught.withLockedValue { $0 }
+
+    /// Waits for the first of them; returns its number.
+    func wait() -> Int32 {
+        received.wait()
+        for source in sources { source.cancel() }
+        return caught.withLockedValue { $0 }
+    }
 }
 
 private func parseAddress(_ text: String, option: String) throws -> SocketAddress {
@@ -67,6 +76,7 @@ func runSync(_ arguments: Arguments) throws {
         return
     }
 
+    let signals = TerminationSignals()
     // One live agent per file: a second would push the same rows as the same peer.
     let lock = try ReplicaFileLock(replicaPath: path, command: lockHolderDescription())
     defer { withExtendedLifetime(lock) {} }
@@ -88,7 +98,7 @@ func runSync(_ arguments: Arguments) throws {
     // Writes by other processes (guides' commands) wake the agent within milliseconds.
     let watcher = try ReplicaChangeWatcher(path: path) { agent.localWriteCommitted() }
     agent.start()
-    let signal = waitForTerminationSignal()
+    let signal = signals.wait()
     logger.notice("stopping", [("signal", "\(signal)")])
     watcher.stop()
     agent.stop()
@@ -127,7 +137,9 @@ private func printReport(_ report: SyncReport, format: String) {
 ///  [--handshake-timeout-s N] [--upstream HOST:PORT] [--log-level L]`
 func runHub(_ arguments: Arguments) throws {
     try arguments.rejectUnknown(allowed: ["db", "listen", "max-connections", "idle-timeout-s", "handshake-timeout-s",
-                                          "upstream", "log-level"])
+                                          "upstream", "log-level", "format"])
+    // --format json: a failure to start is one JSON object on standard output (main.swift).
+    _ = try OutputFormat(arguments)
     let path = try arguments.required("db")
     var configuration = HubConfiguration(listenAddress: try parseAddress(try arguments.required("listen"), option: "listen"))
     configuration.maxConnections = try arguments.integer("max-connections", default: 20_000, range: 1...1_000_000)
@@ -147,6 +159,7 @@ func runHub(_ arguments: Arguments) throws {
     if upstream != nil && settings.kind != .hub {
         throw UsageError(message: "--upstream is for a regional hub (a replica made with `storesync init --hub`)")
     }
+    let signals = TerminationSignals()
     // One hub per file: a second would serve (and relay) the same replica as the same peer.
     let lock = try ReplicaFileLock(replicaPath: path, command: lockHolderDescription())
     defer { withExtendedLifetime(lock) {} }
@@ -167,7 +180,7 @@ func runHub(_ arguments: Arguments) throws {
     // Scripts (and tests) read the bound port from this line when they asked for port 0.
     print("listening on \(node.boundAddress)")
     fflush(nil)
-    let signal = waitForTerminationSignal()
+    let signal = signals.wait()
     logger.notice("draining", [("signal", "\(signal)")])
     node.stop()
     checkpointOnStop(replica, logger: logger)

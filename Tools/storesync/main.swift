@@ -17,7 +17,7 @@ let usage = """
     syncing:
       sync     --db PATH --hub HOST:PORT [--live] [--format text|json] [--timeout-s N] [--log-level L]
       hub      --db PATH --listen HOST:PORT [--max-connections N] [--idle-timeout-s N]
-               [--handshake-timeout-s N] [--upstream HOST:PORT] [--log-level L]
+               [--handshake-timeout-s N] [--upstream HOST:PORT] [--log-level L] [--format text|json]
 
     guides (on a store's terminal replica; the store is the one given to `init --terminal --store`):
       lead add       --db PATH --name NAME --phone PHONE [--source S] [--score 0-100] [--owner GUIDE]
