@@ -137,6 +137,68 @@ final class JudgedWriteTests: CLITestCase {
         try waitUntil("B holds the verdict") { try self.stage(of: race.lead, in: race.b) == "won" }
         XCTAssertEqual(try stage(of: race.lead, in: race.hub), "won")
     }
+
+    /// The same race one level up: a regional hub's relay (the same agent) pushes its region's
+    /// backlog, B's `won` at its end, to HQ, where a terminal syncing with HQ directly wrote a
+    /// later `lost`. The relay must not apply HQ's `lost` over the `won` it has not pushed.
+    /// The relay pushes 1,333 rows per PUSH (its default), 4 in flight: 12,000 rows make 10
+    /// batches, so a pull sent beside the first pushes would be answered before the last.
+    private static let relayBacklog = 12_000
+
+    func testARelayPushesItsRegionBeforeApplyingWhatHQSent() throws {
+        let hq = try replica("hq.sqlite")
+        try ReferenceData.setStore(id: "S1", region: "north", latitude: 31.2, longitude: 121.5, name: nil, in: hq)
+        let hqNode = try startRetailHub(hq)
+        defer { hqNode.stop() }
+        let north = try replica("north.sqlite")
+        let northNode = try startRetailHub(north, scope: .region("north"))
+        defer { northNode.stop() }
+        func relay() throws -> UpstreamRelay {
+            let relay = try UpstreamRelay(replica: north, upstream: hqNode.boundAddress, scope: "region:north", server: northNode.server,
+                                          logger: Logger.discarding)
+            relay.start()
+            return relay
+        }
+        let a = try replica("a.sqlite")
+        let b = try replica("b.sqlite")
+        let lead = try Leads.add(LeadDraft(customerName: "Customer", phone: "+86 138 0013 8000"), store: "S1", in: a, now: clock.now)
+        for stage in [FunnelStage.needsConfirmed, .demo, .negotiation] {
+            clock.advance()
+            try Leads.move(lead, to: stage, store: "S1", in: a, now: clock.now)
+        }
+        _ = try sync(a, via: hqNode.boundAddress)
+        let first = try relay()
+        try waitUntil("north holds the lead at negotiation") { try self.stage(of: lead, in: north) == "negotiation" }
+        first.stop()
+        _ = try sync(b, via: northNode.boundAddress)
+        XCTAssertEqual(try stage(of: lead, in: b), "negotiation")
+
+        // B's day reaches north while north's link to HQ is down; A moves the lead to lost at HQ.
+        clock.advance()
+        let at = clock.now
+        try b.write { tx in
+            for index in 0..<Self.relayBacklog {
+                try tx.insert(into: RetailSchema.visits.name, primaryKey: UniqueID.make(), [
+                    try ColumnName("store"): .text("S1"), try ColumnName("guide"): .text("G2"),
+                    try ColumnName("at_ms"): .integer(at), try ColumnName("duration_min"): .integer(Int64(index % 60)),
+                ])
+            }
+        }
+        clock.advance()
+        try Leads.move(lead, to: .won, store: "S1", in: b, now: clock.now)
+        _ = try sync(b, via: northNode.boundAddress)
+        clock.advance()
+        try Leads.move(lead, to: .lost, store: "S1", in: a, now: clock.now)
+        _ = try sync(a, via: hqNode.boundAddress)
+
+        // The link comes back: north pushes its backlog and B's won before taking HQ's lost.
+        let second = try relay()
+        defer { second.stop() }
+        try waitUntil("HQ judged B's won against A's lost") { try self.reviews(of: lead, in: hq) == ["won_lost_conflict"] }
+        XCTAssertEqual(try stage(of: lead, in: hq), "won")
+        try waitUntil("north holds HQ's verdict") { try self.stage(of: lead, in: north) == "won" }
+        XCTAssertEqual(try hq.read { try $0.fetchScalar("SELECT count(*) FROM visits")?.integerValue }, Int64(Self.relayBacklog))
+    }
 }
 
 /// A flag set from another thread.
