@@ -128,6 +128,7 @@ final class ScriptSafetyTests: CLITestCase {
         closed.close()
         let message = try failure(["sync", "--db", db, "--hub", address, "--timeout-s", "5"], status: 75, error: "unreachable", retryable: true)
         XCTAssertTrue(message.contains("cannot connect"), message)
+        try failure(["report", "--hub", address, "--view", "sales"], status: 75, error: "unreachable", retryable: true)
         let plain = try storesync(["sync", "--db", db, "--hub", address], expect: 75)
         XCTAssertTrue(plain.stdout.isEmpty, "without --format json, errors go to standard error only")
 

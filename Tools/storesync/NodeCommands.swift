@@ -81,7 +81,7 @@ func runInit(_ arguments: Arguments) throws {
     do {
         replica = try Replica(path: path, schema: RetailSchema.all)
     } catch {
-        throw CommandError("cannot create a replica at \(path): \(error)")
+        throw CommandError("cannot create a replica at \(path): \(error)", kind: Failure(error).kind)
     }
     if existed, let current = try? NodeSettings.read(replica) {
         guard current.kind == settings.kind && current.scope == settings.scope else {
