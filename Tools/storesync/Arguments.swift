@@ -29,6 +29,8 @@ enum FailureKind: String, Sendable {
     case hubBusy = "hub_busy"
     /// INTERNAL from the hub.
     case hubInternal = "hub_internal"
+    /// CLOCK_SKEW even after adopting the hub's clock once.
+    case clockSkew = "clock_skew"
     case diskFull = "disk_full"
     case databaseBusy = "database_busy"
     case permissionDenied = "permission_denied"
@@ -45,7 +47,7 @@ enum FailureKind: String, Sendable {
     /// Whether running the same command again later may succeed as it is.
     var isRetryable: Bool {
         switch self {
-        case .unreachable, .timeout, .disconnected, .hubBusy, .hubInternal, .diskFull, .databaseBusy: return true
+        case .unreachable, .timeout, .disconnected, .hubBusy, .hubInternal, .clockSkew, .diskFull, .databaseBusy: return true
         default: return false
         }
     }

@@ -46,7 +46,8 @@ struct Failure {
         case .refused:
             if failure.code == .serverBusy { return .hubBusy }
             if failure.code == .internal { return .hubInternal }
-            return failure.isRetryable ? .hubBusy : .refused
+            if failure.code == .clockSkew { return .clockSkew }
+            return .refused
         case .protocolViolation: return .failed
         case .local:
             switch failure.localCause {

@@ -94,7 +94,7 @@ func backUp(_ replica: Replica, to target: String) throws {
             try database.run("VACUUM INTO ?", [.text(target)])
         }
     } catch let error as SQLiteError {
-        throw CommandError("cannot write the backup to \(target): \(error.message)", kind: Failure(error).kind == .failed ? .failed : Failure(error).kind)
+        throw CommandError("cannot write the backup to \(target): \(error.message)", kind: Failure(error).kind)
     }
     let copy = try Database(path: target)
     try copy.run("INSERT INTO sync_state (key, value) VALUES ('restored_from', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
