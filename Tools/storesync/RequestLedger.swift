@@ -17,10 +17,11 @@ import SyncEngine
 ///
 /// A key names one command with one set of options: reusing it for something else is refused.
 ///
-/// Seam: the triggers rely on `Replica.read` running on the connection that writes. If the
-/// engine moves `read` to a reader connection, `recorded` still finds the key missing and the
-/// ledger records it in a second transaction (not atomic with the rows: the lead should then
-/// give the ledger a hook inside the domain's write, e.g. Retail taking a request key).
+/// The triggers are created through `Replica.write`, on the connection that writes (temporary
+/// objects belong to one connection). Seam: should the engine ever write through more than one
+/// connection, `once` notices the key missing after the command and records it in a second
+/// transaction (not atomic with the rows); the lasting shape is a hook inside the domain's own
+/// write (Retail taking a request key).
 struct RequestLedger {
     let replica: Replica
     let key: String
@@ -111,7 +112,8 @@ struct RequestLedger {
     /// Temporary triggers (this connection only, gone with it) that record each row inserted
     /// into `tables` under the current key, in the inserting transaction.
     private func arm(_ tables: [TableSchema]) throws {
-        try replica.read { database in
+        try replica.write { tx in
+            let database = tx.database
             try database.execute("CREATE TEMP TABLE IF NOT EXISTS current_request (request_key TEXT, command TEXT, fingerprint TEXT)")
             try database.run("DELETE FROM temp.current_request")
             try database.run("INSERT INTO temp.current_request VALUES (?, ?, ?)", [.text(key), .text(command), .text(fingerprint)])
@@ -130,6 +132,6 @@ struct RequestLedger {
     }
 
     private func disarm() throws {
-        try replica.read { database in try database.run("DELETE FROM temp.current_request") }
+        try replica.write { tx in try tx.database.run("DELETE FROM temp.current_request") }
     }
 }
