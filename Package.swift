@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "TLSTests", dependencies: ["TLS", "Crypto", "COpenSSL"], exclude: ["python_tls_client.py"]),
         .testTarget(name: "RetailTests", dependencies: ["Retail", "SyncEngine", "SQLite", "RetailHub", "Hub", "Terminal", "Wire", "Net", "Logging"]),
         // Drives the built storesync binary end to end, as users' scripts do.
-        .testTarget(name: "CLITests", dependencies: ["storesync", "SQLite", "SyncEngine", "Retail"]),
+        .testTarget(name: "CLITests", dependencies: ["storesync", "SQLite", "SyncEngine", "Retail", "RetailHub", "Hub", "Terminal", "Net", "Wire", "Logging"]),
     ]
 )
 

@@ -4,7 +4,7 @@ public import Logging
 public import Net
 import Retail
 public import SyncEngine
-import Terminal
+public import Terminal
 
 /// A regional hub's link to HQ: a live sync agent on the hub's own replica that pushes the
 /// region's changes up and pulls what HQ holds for the region, and wakes the hub's live
@@ -13,13 +13,17 @@ public final class UpstreamRelay: Sendable {
     private let agent: LiveSyncAgent
     private let watcher: ReplicaChangeWatcher
 
-    public init(replica: Replica, path: String, upstream: SocketAddress, scope: String, server: HubServer, logger: Logger) throws {
+    /// The relay of `replica` (a regional hub's file, served by `server`) to HQ at `upstream`,
+    /// asking for `scope` (`region:R`). `backoff` paces reconnections (every failure backs off;
+    /// a refusal retries after `retryAfterRefusal`, 5 minutes unless told otherwise);
+    /// `onEvent` sees the agent's events after the relay handled them (benchmarks count them).
+    public init(replica: Replica, upstream: SocketAddress, scope: String, server: HubServer,
+                backoff: LiveSyncAgent.Backoff = UpstreamRelay.defaultBackoff, logger: Logger,
+                onEvent: @escaping @Sendable (LiveSyncAgent.Event) -> Void = { _ in }) throws {
         var options = SyncOptions(hub: upstream, scope: scope)
         options.role = .hub
         options.widestTableColumns = RetailSchema.widestTableColumns
         options.pushOnlyLocalWrites = false
-        var backoff = LiveSyncAgent.Backoff()
-        backoff.retryAfterRefusal = .seconds(300)
         agent = LiveSyncAgent(replica: replica, options: options, backoff: backoff, logger: logger) { event in
             switch event {
             case .connected(let hq):
@@ -40,12 +44,22 @@ public final class UpstreamRelay: Sendable {
                 logger.info("in sync upstream", [("pushed_rows", "\(report.pushedRows)"), ("pulled_rows", "\(report.pulledRows)")])
             case .disconnected(let failure):
                 logger.warning("upstream disconnected", [("error", "\(failure)")])
+            case .backingOff(let wait):
+                logger.info("reconnecting upstream later", [("in_ms", "\(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)")])
             }
+            onEvent(event)
         }
         // Every commit to the hub's file (merges of its terminals, operators' commands) wakes
         // the agent, which pushes what is new.
         let agent = self.agent
-        watcher = try ReplicaChangeWatcher(path: path) { agent.localWriteCommitted() }
+        watcher = try ReplicaChangeWatcher(path: replica.path) { agent.localWriteCommitted() }
+    }
+
+    /// Exponential backoff with jitter up to 30 s; after a refusal, a retry every 5 minutes.
+    public static var defaultBackoff: LiveSyncAgent.Backoff {
+        var backoff = LiveSyncAgent.Backoff()
+        backoff.retryAfterRefusal = .seconds(300)
+        return backoff
     }
 
     public func start() { agent.start() }

@@ -1,4 +1,5 @@
 import Foundation
+import SQLite
 public import SyncEngine
 public import Net
 public import Wire
@@ -67,16 +68,72 @@ public struct SyncFailure: Error, Sendable, CustomStringConvertible {
         case replicaConflict
     }
 
+    /// What failed on this side, when a local failure has a known cause.
+    public enum LocalCause: Sendable, Equatable {
+        /// The disk (or quota) is full: nothing was written; worth retrying once space is freed.
+        case diskFull
+        /// Another connection held the database longer than the busy timeout.
+        case databaseBusy
+        /// The file or its directory may not be read or written by this user.
+        case permissionDenied
+    }
+
     public var kind: Kind
     public var code: ErrorCode?
     public var message: String
     public var retryAfterMilliseconds: UInt32?
+    public var localCause: LocalCause?
 
-    /// Errors a person or an upgrade must fix; retrying changes nothing (PROTOCOL.md §5.7).
+    public init(kind: Kind, code: ErrorCode? = nil, message: String, retryAfterMilliseconds: UInt32? = nil,
+                localCause: LocalCause? = nil) {
+        self.kind = kind
+        self.code = code
+        self.message = message
+        self.retryAfterMilliseconds = retryAfterMilliseconds
+        self.localCause = localCause
+    }
+
+    /// Errors a person or an upgrade must fix; retrying changes nothing (PROTOCOL.md §5.7):
+    /// UNSUPPORTED_VERSION, UNAUTHORISED, OUT_OF_SCOPE, SCHEMA_MISMATCH and the codes of
+    /// protocol version 2 (41 INVALID_VALUE … 45 ENROLLMENT_REFUSED).
     public var isPermanent: Bool {
         if kind == .replicaConflict { return true }
         guard kind == .refused, let code else { return false }
         return !code.isRetryable
+    }
+
+    /// Worth running again unchanged later (a script's exit code 75): the hub could not be
+    /// reached or did not answer, the link dropped, the hub was busy or failed inside
+    /// (SERVER_BUSY, INTERNAL), or the local disk was full or the database busy.
+    public var isRetryable: Bool {
+        switch kind {
+        case .connect, .timeout, .disconnected:
+            return true
+        case .refused:
+            guard let code else { return false }
+            return [ErrorCode.serverBusy, .internal, .clockSkew].contains(code)
+        case .local:
+            return localCause == .diskFull || localCause == .databaseBusy
+        case .protocolViolation, .replicaConflict:
+            return false
+        }
+    }
+
+    /// The cause of a local error, from the SQLite code it carries (directly or wrapped).
+    public static func localCause(of error: any Error) -> LocalCause? {
+        let sqlite: SQLiteError
+        if let error = error as? SQLiteError {
+            sqlite = error
+        } else if case .storage(let error)? = error as? SyncError {
+            sqlite = error
+        } else {
+            return nil
+        }
+        if sqlite.isDiskFull { return .diskFull }
+        if sqlite.isBusy { return .databaseBusy }
+        // SQLITE_PERM 3, SQLITE_READONLY 8, SQLITE_AUTH 23 (CANTOPEN is also a missing directory).
+        if [3, 8, 23].contains(sqlite.code) { return .permissionDenied }
+        return nil
     }
 
     public var description: String {

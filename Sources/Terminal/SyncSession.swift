@@ -7,6 +7,19 @@ import Wire
 /// One connection's worth of syncing with a hub (PROTOCOL.md §7): handshake, push everything
 /// the hub has not acknowledged, pull everything new, and, when live, keep doing both as local
 /// writes commit and the hub sends NOTIFY. Runs on the caller's thread; waits only on its inbox.
+///
+/// **Every local write is judged before anything pulled can overwrite it.** A pulled batch is
+/// applied only when the hub has acknowledged every local write (the push is drained, looked
+/// at afresh in the file, so writes by other processes count too): a pull is sent only then,
+/// and a batch that arrives while local writes are unacknowledged (a live session's write
+/// committed meanwhile) is held, not applied, until they are. Otherwise a later version from
+/// a colleague would overwrite a write the hub's central rules never saw (a `won` with a
+/// backlog behind it, erased by a `lost` pulled between two of its batches), and an ack of
+/// the rest would push the colleague's value as ours. A held batch dies with its connection:
+/// its cursor was not stored, so the next session pulls it again, after pushing.
+/// Limit: a write committed by another process between the last look at the log and the
+/// apply's transaction is not covered (milliseconds); closing that needs the apply itself to
+/// refuse when the log moved past the sequence looked at (an engine seam).
 final class SyncSession {
     private let replica: Replica
     private let options: SyncOptions
@@ -31,6 +44,10 @@ final class SyncSession {
     private var pullFrom: UInt64 = 0
     /// A NOTIFY came while a pull was on its way: pull again once it is answered.
     private var notifiedDuringPull = false
+    /// A pull is due but waits until the hub has acknowledged every local write.
+    private var pullWanted = false
+    /// A pulled batch that arrived while local writes were unacknowledged, applied once they are.
+    private var heldBatch: PullBatch?
     private var caughtUp = false
     private var lastSend = ContinuousClock.now
     private var lastReceive = ContinuousClock.now
@@ -52,6 +69,11 @@ final class SyncSession {
         SyncFailure(kind: kind, code: code, message: message, retryAfterMilliseconds: retryAfter)
     }
 
+    /// A local failure caused by `error`, with its cause when known (disk full, busy, permission).
+    private func localFailure(_ message: String, _ error: any Error) -> SyncFailure {
+        SyncFailure(kind: .local, message: message, localCause: SyncFailure.localCause(of: error))
+    }
+
     /// Runs the session to its end: caught up (one-shot), `.stop` (live), or a failure.
     func run(live: Bool) throws(SyncFailure) -> SyncReport {
         report.hub = options.hub.description
@@ -59,9 +81,9 @@ final class SyncSession {
         try connect()
         try handshake()
         try fillPushWindow()
-        try startPull(live: live)
+        try pullWhenDrained(live: live)
         while true {
-            if !live && pushDone && pushesInFlight.isEmpty && caughtUp && !pullOutstanding {
+            if !live && pushDone && pushesInFlight.isEmpty && caughtUp && !pullOutstanding && heldBatch == nil {
                 return report
             }
             let event = inbox.next(before: nextDeadline(live: live))
@@ -75,6 +97,7 @@ final class SyncSession {
             case .localWrite:
                 pushDone = false
                 try fillPushWindow()
+                try pullWhenDrained(live: live)
             case .closed(let id, let reason):
                 guard id == connection?.id else { continue }
                 throw failure(.disconnected, "the hub closed the connection (\(reason))")
@@ -255,7 +278,7 @@ final class SyncSession {
                                               excluding: options.pushOnlyLocalWrites ? nil : hub,
                                               onlyLocalWrites: options.pushOnlyLocalWrites)
             } catch {
-                throw failure(.local, "cannot read local changes: \(error)")
+                throw localFailure("cannot read local changes: \(error)", error)
             }
             guard batch.changeset.toSequence > pushScan else {
                 pushDone = true
@@ -289,13 +312,39 @@ final class SyncSession {
         }
     }
 
+    /// True when the hub has acknowledged every local write the file holds now (read afresh:
+    /// another process may have written since the last look), sending what is new otherwise.
+    private func pushDrained() throws(SyncFailure) -> Bool {
+        if pushesInFlight.isEmpty {
+            pushDone = false
+            try fillPushWindow()
+        }
+        return pushDone && pushesInFlight.isEmpty
+    }
+
+    /// Applies a held batch or starts a wanted pull, once every local write is acknowledged.
+    private func pullWhenDrained(live: Bool) throws(SyncFailure) {
+        guard heldBatch != nil || pullWanted || (!caughtUp && !pullOutstanding) else { return }
+        guard try pushDrained() else {
+            if heldBatch == nil && !pullOutstanding { pullWanted = true }
+            return
+        }
+        if let batch = heldBatch {
+            heldBatch = nil
+            try applyPulled(batch, live: live)
+        } else if !pullOutstanding {
+            pullWanted = false
+            try startPull(live: live)
+        }
+    }
+
     private func startPull(live: Bool) throws(SyncFailure) {
         guard !pullOutstanding else { return }
         let cursor: UInt64
         do {
             cursor = try replica.cursor(for: hub).received
         } catch {
-            throw failure(.local, "cannot read the pull cursor: \(error)")
+            throw localFailure("cannot read the pull cursor: \(error)", error)
         }
         try send(.pull(Pull(fromSequence: cursor, maxCells: maxCells, live: live)))
         pullFrom = cursor
@@ -313,10 +362,11 @@ final class SyncSession {
             do {
                 try replica.acknowledge(peer: hub, upTo: sequence)
             } catch {
-                throw failure(.local, "cannot record the acknowledgement: \(error)")
+                throw localFailure("cannot record the acknowledgement: \(error)", error)
             }
             report.pushCursor = sequence
             try fillPushWindow()
+            try pullWhenDrained(live: live)
             reportIfSynced()
         case .pullBatch(let batch):
             guard pullOutstanding, batch.changeset.source == hub else {
@@ -330,29 +380,18 @@ final class SyncSession {
                               + "(more: \(batch.more)) does not continue the pull from \(pullFrom)")
             }
             pullOutstanding = false
-            do {
-                let result = try replica.apply(batch.changeset)
-                report.changedRows += result.changedRows.count
-            } catch {
-                // Clock skew cannot happen here: the handshake aligned our clock with the hub's,
-                // and the hub refuses versions beyond its own drift bound.
-                throw failure(.local, "cannot apply the hub's changes: \(error)")
+            // Nothing pulled is applied over a local write the hub has not acknowledged.
+            guard try pushDrained() else {
+                heldBatch = batch
+                return
             }
-            report.pulledBatches += 1
-            report.pulledRows += batch.changeset.rowCount
-            report.pullCursor = batch.changeset.toSequence
-            if batch.more || notifiedDuringPull {
-                notifiedDuringPull = false
-                try startPull(live: live)
-            } else {
-                caughtUp = true
-                reportIfSynced()
-            }
+            try applyPulled(batch, live: live)
         case .notify:
-            if pullOutstanding {
+            if pullOutstanding || heldBatch != nil {
                 notifiedDuringPull = true
             } else {
-                try startPull(live: live)
+                pullWanted = true
+                try pullWhenDrained(live: live)
             }
         case .ping(let nonce):
             try send(.pong(nonce: nonce))
@@ -365,8 +404,30 @@ final class SyncSession {
         }
     }
 
+    /// Applies a pulled batch (every local write is acknowledged) and pulls on if more waits.
+    private func applyPulled(_ batch: PullBatch, live: Bool) throws(SyncFailure) {
+        do {
+            let result = try replica.apply(batch.changeset)
+            report.changedRows += result.changedRows.count
+        } catch {
+            // Clock skew cannot happen here: the handshake aligned our clock with the hub's,
+            // and the hub refuses versions beyond its own drift bound.
+            throw localFailure("cannot apply the hub's changes: \(error)", error)
+        }
+        report.pulledBatches += 1
+        report.pulledRows += batch.changeset.rowCount
+        report.pullCursor = batch.changeset.toSequence
+        if batch.more || notifiedDuringPull {
+            notifiedDuringPull = false
+            try startPull(live: live)
+        } else {
+            caughtUp = true
+            reportIfSynced()
+        }
+    }
+
     private func reportIfSynced() {
-        if caughtUp && pushesInFlight.isEmpty && pushDone && !pullOutstanding { onSynced?(report) }
+        if caughtUp && pushesInFlight.isEmpty && pushDone && !pullOutstanding && heldBatch == nil { onSynced?(report) }
     }
 
     private func refused(_ error: ErrorMessage) -> SyncFailure {

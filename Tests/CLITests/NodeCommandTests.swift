@@ -6,7 +6,7 @@ import SyncEngine
 import XCTest
 
 /// `storesync init`, `status`, `sync` and `hub` end to end through the built binary: what they
-/// print, what they change on disk, and their exit codes (0 success, 1 failure, 64 usage).
+/// print, what they change on disk, and their exit codes (0 success, 1 failure, 64 usage, 75 retry later).
 final class NodeCommandTests: CLITestCase {
     private func statusJSON(_ file: String, line: UInt = #line) throws -> [String: Any] {
         let outcome = try storesync(["status", "--db", path(file), "--format", "json"], expect: 0, line: line)
@@ -211,7 +211,8 @@ final class NodeCommandTests: CLITestCase {
 
         hub.signal(SIGTERM)
         XCTAssertEqual(try hub.waitForExit(), 0)
-        let down = try storesync(["sync", "--db", path("a.sqlite"), "--hub", hub.address, "--timeout-s", "5"], expect: 1)
+        // A hub that is down is worth retrying later: exit 75, not 1.
+        let down = try storesync(["sync", "--db", path("a.sqlite"), "--hub", hub.address, "--timeout-s", "5"], expect: 75)
         XCTAssertTrue(down.stderr.contains("sync with \(hub.address) failed"), down.stderr)
 
         // A hub needs a hub or HQ replica, and its options.

@@ -94,7 +94,7 @@ final class RetailCommandTests: CLITestCase {
             (["lead", "stage", "--db", db, "--id", "NO-SUCH-LEAD", "--to", "demo"], 1, "no lead NO-SUCH-LEAD"),
             (["lead", "stage", "--db", db, "--id", lead, "--to", "closed"], 64, "--to is one of"),
             (["lead", "stage", "--db", db, "--id", lead, "--to", "demo"], 1, "cannot move to demo; it can move to needs-confirmed or lost"),
-            (["lead", "stage", "--db", db, "--id", lead, "--to", "reached"], 1, "cannot move to reached"),
+            (["lead", "stage", "--db", db, "--id", lead, "--to", "won"], 1, "cannot move to won"),
             (["lead", "update", "--db", db, "--id", "NO-SUCH-LEAD", "--score", "5"], 1, "no lead NO-SUCH-LEAD"),
             (["lead", "update", "--db", db, "--id", lead], 64, "give at least one of"),
             (["lead", "update", "--db", db, "--id", lead, "--phone", "call me maybe"], 64, "--phone must be"),

@@ -85,7 +85,7 @@ struct FanoutBenchmark {
                     events.synced(index)
                 case .disconnected(let failure):
                     events.failed(index, failure)
-                case .connected:
+                case .connected, .backingOff:
                     break
                 }
             }

@@ -11,8 +11,8 @@ import SyncEngine
 ///
 /// Shape, all in this process on loopback: HQ is a hub of scope `all` that knows every store
 /// (`stores` rows with their region, registered before it serves). The regional hub starts
-/// empty, with scope `region:R1`, and relays to HQ as `storesync hub --upstream` does
-/// (`RelayLink`); it receives its stores from HQ through the relay before any terminal
+/// empty, with scope `region:R1`, and relays to HQ as `storesync hub --upstream` does (both
+/// hubs are `RetailHubNode`s, the assembly `storesync hub` runs); it receives its stores from HQ through the relay before any terminal
 /// connects (a terminal of a store the hub does not know is refused). Then `terminals`
 /// terminals (one store each, all in R1) push their day concurrently (`PushClient`: HELLO and
 /// PUSHes, as in `sync`) to the regional hub, or, on the direct path, to a fresh HQ.
@@ -122,8 +122,7 @@ struct RelayBenchmark {
     private func startHQ(path: String, stores: BenchStores) throws -> BenchHub {
         let replica = try Replica(path: path, schema: RetailSchema.all, options: .bench(durable: durable))
         try stores.register(on: replica)
-        let policy = RetailScopePolicy(own: .all, directory: StoreDirectory(reader: try replica.makeReader()))
-        return try BenchHub(replica: replica, policy: policy, rules: rules, label: "bench.hq")
+        return try BenchHub(retail: replica, scope: .all, rules: rules, label: "bench.hq")
     }
 
     /// Terminals → HQ.
@@ -133,21 +132,19 @@ struct RelayBenchmark {
 
     /// Terminals → regional hub → HQ. Returns the path's times and what the relay did.
     private func pushThroughRegion(_ replicas: [Replica], to hq: BenchHub, stores: BenchStores, arrival: RowArrival,
-                                   regionalPath: String) throws -> (PathTimes, RelayLink.Counts) {
+                                   regionalPath: String) throws -> (PathTimes, RelayTally.Counts) {
         let replica = try Replica(path: regionalPath, schema: RetailSchema.all, options: .bench(durable: durable))
-        let policy = RetailScopePolicy(own: .region(Self.region), directory: StoreDirectory(reader: try replica.makeReader()))
-        let regional = try BenchHub(replica: replica, policy: policy, rules: rules, label: "bench.region")
+        let tally = RelayTally()
+        let regional = try BenchHub(retail: replica, scope: .region(Self.region), rules: rules, upstream: hq.address,
+                                    label: "bench.region", relayEvents: tally.record)
         defer { regional.stop() }
-        let relay = try RelayLink(replica: replica, upstream: hq.address, scope: "region:\(Self.region)", server: regional.server)
-        relay.start()
-        defer { relay.stop() }
         try waitForStores(stores.stores, in: replica)
         let times = try timePushes(replicas, to: regional, watching: hq, arrival: arrival)
         // Once HQ holds everything, the relay's session may still be pulling; its counts are
         // complete at the first report after it pushed every row.
         let settleStart = monotonicNanos()
-        while relay.counts.pushedRows < arrival.total, monotonicNanos() - settleStart < Self.settleLimitNanos { usleep(10_000) }
-        return (times, relay.counts)
+        while tally.current.pushedRows < arrival.total, monotonicNanos() - settleStart < Self.settleLimitNanos { usleep(10_000) }
+        return (times, tally.current)
     }
 
     /// Seconds from the terminals' release until the last terminal's last PUSH_ACK, and until

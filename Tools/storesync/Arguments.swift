@@ -4,6 +4,9 @@ import Foundation
 enum ExitCode: Int32 {
     case success = 0
     case failure = 1
+    /// Worth running again unchanged later: the hub unreachable, busy, failing inside or slow;
+    /// the disk full; the database busy (sysexits' EX_TEMPFAIL).
+    case retryable = 75
     case usage = 64
 }
 
@@ -13,10 +16,51 @@ struct UsageError: Error, CustomStringConvertible {
     var description: String { message }
 }
 
-/// A failure the user can act on: printed as is, exit code 1.
+/// What went wrong, as a script reads it from `--format json`'s `error` field.
+enum FailureKind: String, Sendable {
+    case usage
+    /// The hub could not be reached (refused, no route, DNS).
+    case unreachable
+    /// The hub did not answer in time.
+    case timeout
+    /// The link dropped mid-session.
+    case disconnected
+    /// SERVER_BUSY.
+    case hubBusy = "hub_busy"
+    /// INTERNAL from the hub.
+    case hubInternal = "hub_internal"
+    /// CLOCK_SKEW even after adopting the hub's clock once.
+    case clockSkew = "clock_skew"
+    case diskFull = "disk_full"
+    case databaseBusy = "database_busy"
+    case permissionDenied = "permission_denied"
+    /// No replica (or no such row) where the command looked.
+    case notFound = "not_found"
+    /// Another process holds the replica file (`hub`, `sync --live`).
+    case inUse = "in_use"
+    /// The hub refused for a reason a person must fix (scope, credentials, schema, conflict).
+    case refused
+    /// The command's input was refused by the domain (unknown lead, a forbidden stage move).
+    case rejected
+    case failed
+
+    /// Whether running the same command again later may succeed as it is.
+    var isRetryable: Bool {
+        switch self {
+        case .unreachable, .timeout, .disconnected, .hubBusy, .hubInternal, .clockSkew, .diskFull, .databaseBusy: return true
+        default: return false
+        }
+    }
+}
+
+/// A failure the user can act on: printed as is; exit code 75 when it is retryable, else 1.
 struct CommandError: Error, CustomStringConvertible {
     var message: String
-    init(_ message: String) { self.message = message }
+    var kind: FailureKind
+    init(_ message: String, kind: FailureKind = .failed) {
+        self.message = message
+        self.kind = kind
+    }
     var description: String { message }
 }
 
@@ -60,6 +104,9 @@ struct Arguments {
     }
 
     func flag(_ name: String) -> Bool { flags.contains(name) }
+
+    /// Every `--name value` given.
+    var options: [String: String] { values }
 
     func optional(_ name: String) -> String? { values[name] }
 

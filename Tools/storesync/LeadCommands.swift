@@ -4,13 +4,16 @@ import SyncEngine
 
 /// `storesync lead add --db PATH --name NAME --phone PHONE [--source S] [--score N] [--owner GUIDE] [--format text|json]`
 func runLeadAdd(_ arguments: Arguments) throws {
-    try arguments.rejectUnknown(allowed: ["db", "name", "phone", "source", "score", "owner", "format"])
+    try arguments.rejectUnknown(allowed: ["db", "name", "phone", "source", "score", "owner", "format", "request-id"])
     let format = try OutputFormat(arguments)
     let draft = LeadDraft(customerName: try arguments.required("name"), phone: try arguments.required("phone"),
                           source: arguments.optional("source"), score: try wholeNumber(arguments, "score"),
                           ownerGuide: arguments.optional("owner"))
     let (replica, store) = try openTerminal(arguments)
-    let id = try retail { try Leads.add(draft, store: store, in: replica, now: now(replica)) }
+    let created = try createOnce(arguments, command: "lead add", replica: replica, tables: [RetailSchema.leads]) {
+        [RetailSchema.leads.name.rawValue: try retail { try Leads.add(draft, store: store, in: replica, now: now(replica)) }]
+    }
+    let id = created[RetailSchema.leads.name.rawValue] ?? ""
     if format == .json { try printJSON(["id": id]) } else { print(id) }
 }
 
@@ -38,7 +41,22 @@ func runLeadStage(_ arguments: Arguments) throws {
         throw UsageError(message: "--to is one of \(FunnelStage.allCases.map(\.rawValue).joined(separator: ", ")), got \(name)")
     }
     let (replica, store) = try openTerminal(arguments)
-    let from = try retail { try Leads.move(id, to: stage, store: store, in: replica, now: now(replica)) }
+    let from: FunnelStage
+    do {
+        from = try retail { try Leads.move(id, to: stage, store: store, in: replica, now: now(replica)) }
+    } catch let error as CommandError {
+        // Moving a lead to the stage it is at is what a retried script does: it succeeds.
+        let current = try replica.read { database in
+            try database.fetchAll("SELECT stage FROM leads WHERE id = ? AND store = ?", [.text(id), .text(store)]).first?.first?.textValue
+        }
+        guard let current, FunnelStage(name: current) == stage else { throw error }
+        if format == .json {
+            try printJSON(["id": id, "from": stage.rawValue, "to": stage.rawValue, "result": "already at"])
+        } else {
+            print("\(id) already at \(stage.rawValue)")
+        }
+        return
+    }
     if format == .json {
         try printJSON(["id": id, "from": from.rawValue, "to": stage.rawValue])
     } else {
@@ -137,7 +155,7 @@ private struct LeadJSON: Encodable {
 
 /// `storesync visit log --db PATH --guide G [--lead ID] [--customer NAME] [--duration-min N] [--products SKU,…] [--outcome TEXT]`
 func runVisitLog(_ arguments: Arguments) throws {
-    try arguments.rejectUnknown(allowed: ["db", "guide", "lead", "customer", "duration-min", "products", "outcome", "format"])
+    try arguments.rejectUnknown(allowed: ["db", "guide", "lead", "customer", "duration-min", "products", "outcome", "format", "request-id"])
     let format = try OutputFormat(arguments)
     let products = arguments.optional("products").map { text in
         text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -146,6 +164,9 @@ func runVisitLog(_ arguments: Arguments) throws {
                            customerName: arguments.optional("customer"), durationMinutes: try wholeNumber(arguments, "duration-min"),
                            products: products, outcome: arguments.optional("outcome"))
     let (replica, store) = try openTerminal(arguments)
-    let id = try retail { try FieldActivity.logVisit(draft, store: store, in: replica, now: now(replica)) }
+    let created = try createOnce(arguments, command: "visit log", replica: replica, tables: [RetailSchema.visits]) {
+        [RetailSchema.visits.name.rawValue: try retail { try FieldActivity.logVisit(draft, store: store, in: replica, now: now(replica)) }]
+    }
+    let id = created[RetailSchema.visits.name.rawValue] ?? ""
     if format == .json { try printJSON(["id": id]) } else { print(id) }
 }

@@ -7,15 +7,33 @@ import SyncEngine
 /// Opens an existing replica file; a missing file is a clear error, not a silently created replica.
 func openReplica(_ path: String) throws -> Replica {
     guard FileManager.default.fileExists(atPath: path) else {
-        throw CommandError("no replica at \(path); create one with `storesync init`")
+        throw CommandError("no replica at \(path); create one with `storesync init`", kind: .notFound)
     }
+    try checkAccess(path)
     if let reason = notAReplica(path) {
         throw CommandError("\(path) is not a StoreSync replica (\(reason)); create one with `storesync init`")
     }
     do {
         return try Replica(path: path, schema: RetailSchema.all)
     } catch let error as SyncError {
-        throw CommandError("cannot open \(path): \(error)")
+        let failure = Failure(error)
+        throw CommandError("cannot open \(path): \(error)", kind: failure.kind)
+    }
+}
+
+/// A replica is read and written (its `-wal` and `-shm` files are created beside it): a file or
+/// directory this user may not use is reported as what it is, not as "not a replica".
+func checkAccess(_ path: String) throws {
+    func denied(_ what: String, _ code: Int32) -> CommandError {
+        CommandError("permission denied: this user cannot \(what) (\(String(cString: strerror(code)))); "
+                     + "run as the replica's owner or fix the permissions", kind: .permissionDenied)
+    }
+    if access(path, R_OK) != 0, errno == EACCES || errno == EPERM { throw denied("read \(path)", errno) }
+    if access(path, W_OK) != 0, errno == EACCES || errno == EPERM || errno == EROFS { throw denied("write \(path)", errno) }
+    let directory = (path as NSString).deletingLastPathComponent
+    let folder = directory.isEmpty ? "." : directory
+    if access(folder, W_OK | X_OK) != 0, errno == EACCES || errno == EPERM || errno == EROFS {
+        throw denied("create files in \(folder) (SQLite keeps its -wal and -shm files beside the replica)", errno)
     }
 }
 
@@ -63,7 +81,7 @@ func runInit(_ arguments: Arguments) throws {
     do {
         replica = try Replica(path: path, schema: RetailSchema.all)
     } catch {
-        throw CommandError("cannot create a replica at \(path): \(error)")
+        throw CommandError("cannot create a replica at \(path): \(error)", kind: Failure(error).kind)
     }
     if existed, let current = try? NodeSettings.read(replica) {
         guard current.kind == settings.kind && current.scope == settings.scope else {
@@ -130,4 +148,20 @@ func formatTime(milliseconds: Int64) -> String {
     let formatter = ISO8601DateFormatter()
     formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
     return formatter.string(from: date)
+}
+
+/// `storesync backup --db PATH --to NEW_PATH`: an online, consistent copy of a replica, safe
+/// while `storesync hub` or `sync --live` runs on it (see `backUp`).
+func runBackup(_ arguments: Arguments) throws {
+    try arguments.rejectUnknown(allowed: ["db", "to", "format"])
+    let format = try OutputFormat(arguments)
+    let target = try arguments.required("to")
+    let replica = try openReplica(try arguments.required("db"))
+    _ = try NodeSettings.read(replica)
+    try backUp(replica, to: target)
+    if format == .json {
+        try printJSON(["backup": target, "replica": replica.id.description])
+    } else {
+        print("backed up replica \(replica.id) to \(target)")
+    }
 }

@@ -56,7 +56,7 @@ struct RemoteReport {
         do {
             client = try BlockingFramedClient(connectingTo: address, timeout: timeout, logger: logger)
         } catch {
-            throw CommandError("cannot connect to \(address): \(error)")
+            throw CommandError("cannot connect to \(address): \(error)", kind: .unreachable)
         }
         defer { client.close() }
         let now = UInt64(Date().timeIntervalSince1970 * 1000)
@@ -81,7 +81,7 @@ struct RemoteReport {
         do {
             try client.send(message)
         } catch {
-            throw CommandError("connection to \(address) lost: \(error)")
+            throw CommandError("connection to \(address) lost: \(error)", kind: .disconnected)
         }
     }
 
@@ -90,10 +90,11 @@ struct RemoteReport {
         do {
             message = try client.receive(timeout: timeout)
         } catch {
-            throw CommandError("no answer from \(address): \(error)")
+            throw CommandError("no answer from \(address): \(error)", kind: .timeout)
         }
         if case .error(let error) = message {
-            throw CommandError("\(address) refused: \(error.message) (hub error \(error.code.rawValue))")
+            let kind: FailureKind = error.code == .serverBusy ? .hubBusy : error.code == .internal ? .hubInternal : .refused
+            throw CommandError("\(address) refused: \(error.message) (hub error \(error.code.rawValue))", kind: kind)
         }
         return message
     }

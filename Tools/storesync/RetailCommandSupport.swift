@@ -53,8 +53,15 @@ func retail<T>(_ body: () throws -> T) throws -> T {
         return try body()
     } catch let error as RetailError {
         if case .invalidValue = error { throw UsageError(message: error.description) }
-        throw CommandError(error.description)
+        throw CommandError(error.description, kind: .rejected)
     }
+}
+
+/// Runs a create command once per `--request-id` (see `RequestLedger`); without a key, just runs it.
+func createOnce(_ arguments: Arguments, command: String, replica: Replica, tables: [TableSchema],
+                _ create: () throws -> [String: String]) throws -> [String: String] {
+    guard let ledger = try RequestLedger(arguments, command: command, replica: replica) else { return try create() }
+    return try ledger.once(tables: tables, create)
 }
 
 /// The wall-clock time commands stamp (the replica's clock, corrected if it adopted a hub's time).

@@ -5,15 +5,19 @@ import SyncEngine
 /// `storesync stock sale|receive|adjust|count --db PATH --sku SKU --qty N [--guide G] [--format text|json]`
 func stockSignalCommand(_ kind: SignalKind) -> @Sendable (Arguments) throws -> Void {
     { arguments in
-        try arguments.rejectUnknown(allowed: ["db", "sku", "qty", "guide", "format"])
+        try arguments.rejectUnknown(allowed: ["db", "sku", "qty", "guide", "format", "request-id"])
         let format = try OutputFormat(arguments)
         let sku = try arguments.required("sku")
         guard let quantity = try wholeNumber(arguments, "qty") else { throw UsageError(message: "missing --qty") }
         let (replica, store) = try openTerminal(arguments)
-        let id = try retail {
-            try FieldActivity.recordSignal(kind, sku: sku, quantity: quantity, guide: arguments.optional("guide"), store: store,
-                                           in: replica, now: now(replica))
+        let table = RetailSchema.inventorySignals
+        let created = try createOnce(arguments, command: "stock \(kind.rawValue)", replica: replica, tables: [table]) {
+            [table.name.rawValue: try retail {
+                try FieldActivity.recordSignal(kind, sku: sku, quantity: quantity, guide: arguments.optional("guide"), store: store,
+                                               in: replica, now: now(replica))
+            }]
         }
+        let id = created[table.name.rawValue] ?? ""
         if format == .json { try printJSON(["id": id]) } else { print(id) }
     }
 }
@@ -55,18 +59,23 @@ private struct StockJSON: Encodable {
 
 /// `storesync sale record --db PATH --guide G --sku SKU --qty N --amount AMOUNT [--lead ID] [--format text|json]`
 func runSaleRecord(_ arguments: Arguments) throws {
-    try arguments.rejectUnknown(allowed: ["db", "guide", "sku", "qty", "amount", "lead", "format"])
+    try arguments.rejectUnknown(allowed: ["db", "guide", "sku", "qty", "amount", "lead", "format", "request-id"])
     let format = try OutputFormat(arguments)
     let guide = try arguments.required("guide")
     let sku = try arguments.required("sku")
     guard let quantity = try wholeNumber(arguments, "qty") else { throw UsageError(message: "missing --qty") }
     let cents = try retail { try Money.cents(parsing: try arguments.required("amount")) }
     let (replica, store) = try openTerminal(arguments)
-    let ids = try retail {
-        try FieldActivity.recordSale(guide: guide, sku: sku, quantity: quantity, amountCents: cents, lead: arguments.optional("lead"),
-                                     store: store, in: replica, now: now(replica))
+    let (sales, signals) = (RetailSchema.sales.name.rawValue, RetailSchema.inventorySignals.name.rawValue)
+    let created = try createOnce(arguments, command: "sale record", replica: replica, tables: [RetailSchema.sales, RetailSchema.inventorySignals]) {
+        let ids = try retail {
+            try FieldActivity.recordSale(guide: guide, sku: sku, quantity: quantity, amountCents: cents, lead: arguments.optional("lead"),
+                                         store: store, in: replica, now: now(replica))
+        }
+        return [sales: ids.sale, signals: ids.signal]
     }
-    if format == .json { try printJSON(["id": ids.sale, "signal": ids.signal]) } else { print(ids.sale) }
+    let sale = created[sales] ?? ""
+    if format == .json { try printJSON(["id": sale, "signal": created[signals] ?? ""]) } else { print(sale) }
 }
 
 /// `storesync promotions --db PATH [--format text|json]`: the suggestions addressed to this store.
@@ -101,7 +110,7 @@ private struct PromotionJSON: Encodable {
 
 /// `storesync store add --db PATH --id S --region R --lat X --lon Y [--name N]` (hub or HQ replica)
 func runStoreAdd(_ arguments: Arguments) throws {
-    try arguments.rejectUnknown(allowed: ["db", "id", "region", "lat", "lon", "name", "format"])
+    try arguments.rejectUnknown(allowed: ["db", "id", "region", "lat", "lon", "name", "format", "request-id"])
     let format = try OutputFormat(arguments)
     let id = try arguments.required("id")
     let region = try arguments.required("region")
@@ -111,9 +120,13 @@ func runStoreAdd(_ arguments: Arguments) throws {
     if case .region(let own) = scope, own != region {
         throw CommandError("this hub serves region \(own); add stores of region \(region) at HQ or on that region's hub")
     }
-    try retail {
-        try ReferenceData.setStore(id: id, region: region, latitude: latitude, longitude: longitude, name: arguments.optional("name"),
-                                   in: replica)
+    // Registering a store is idempotent anyway; a key makes a repeat print what the first run did.
+    _ = try createOnce(arguments, command: "store add", replica: replica, tables: []) {
+        try retail {
+            try ReferenceData.setStore(id: id, region: region, latitude: latitude, longitude: longitude, name: arguments.optional("name"),
+                                       in: replica)
+        }
+        return [RetailSchema.stores.name.rawValue: id]
     }
     if format == .json { try printJSON(["id": id]) } else { print(id) }
 }
@@ -126,7 +139,7 @@ private func degrees(_ arguments: Arguments, _ name: String) throws -> Double {
 
 /// `storesync threshold set --db PATH --store S --sku K --min N` (hub or HQ replica)
 func runThresholdSet(_ arguments: Arguments) throws {
-    try arguments.rejectUnknown(allowed: ["db", "store", "sku", "min", "format"])
+    try arguments.rejectUnknown(allowed: ["db", "store", "sku", "min", "format", "request-id"])
     let format = try OutputFormat(arguments)
     let store = try arguments.required("store")
     let sku = try arguments.required("sku")
@@ -139,6 +152,8 @@ func runThresholdSet(_ arguments: Arguments) throws {
     if case .region(let own) = scope, region != own {
         throw CommandError("store \(store) is in region \(region ?? "none"), not in this hub's region \(own)")
     }
-    let key = try retail { try ReferenceData.setThreshold(store: store, sku: sku, minimum: minimum, in: replica) }
+    let key = try createOnce(arguments, command: "threshold set", replica: replica, tables: []) {
+        [RetailSchema.thresholds.name.rawValue: try retail { try ReferenceData.setThreshold(store: store, sku: sku, minimum: minimum, in: replica) }]
+    }[RetailSchema.thresholds.name.rawValue] ?? ""
     if format == .json { try printJSON(["id": key]) } else { print(key) }
 }

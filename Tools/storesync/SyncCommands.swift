@@ -9,24 +9,33 @@ import RetailHub
 import SyncEngine
 import Terminal
 
-/// Waits for SIGINT or SIGTERM (delivered through Dispatch, never in a raw signal handler).
-func waitForTerminationSignal() -> Int32 {
-    let received = DispatchSemaphore(value: 0)
-    let caught = LockBox(Int32(0))
-    var sources: [any DispatchSourceSignal] = []
-    for number in [SIGINT, SIGTERM] {
-        signal(number, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-        source.setEventHandler {
-            caught.withLockedValue { $0 = number }
-            received.signal()
+/// SIGINT and SIGTERM, caught from the moment this is made (delivered through Dispatch, never
+/// in a raw signal handler): made before a command announces it is ready ("listening on"), so
+/// a supervisor that stops it right after is never met by the default action (death, no drain).
+final class TerminationSignals {
+    private let received = DispatchSemaphore(value: 0)
+    private let caught = LockBox(Int32(0))
+    private var sources: [any DispatchSourceSignal] = []
+
+    init() {
+        for number in [SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [received, caught] in
+                caught.withLockedValue { $0 = number }
+                received.signal()
+            }
+            source.resume()
+            sources.append(source)
         }
-        source.resume()
-        sources.append(source)
     }
-    received.wait()
-    for source in sources { source.cancel() }
-    return caught.withLockedValue { $0 }
+
+    /// Waits for the first of them; returns its number.
+    func wait() -> Int32 {
+        received.wait()
+        for source in sources { source.cancel() }
+        return caught.withLockedValue { $0 }
+    }
 }
 
 private func parseAddress(_ text: String, option: String) throws -> SocketAddress {
@@ -59,7 +68,7 @@ func runSync(_ arguments: Arguments) throws {
         do {
             report = try SyncClient(replica: replica, options: options, logger: logger).syncOnce()
         } catch {
-            throw CommandError("sync with \(address) failed: \(error)")
+            throw CommandError("sync with \(address) failed: \(error)", kind: Failure.kind(of: error))
         }
         if let hub = report.hubReplica { try replica.setSetting("upstream_replica", .blob(hub.bytes)) }
         try recordSuccessfulSync(replica)
@@ -67,6 +76,10 @@ func runSync(_ arguments: Arguments) throws {
         return
     }
 
+    let signals = TerminationSignals()
+    // One live agent per file: a second would push the same rows as the same peer.
+    let lock = try ReplicaFileLock(replicaPath: path, command: lockHolderDescription())
+    defer { withExtendedLifetime(lock) {} }
     let agent = LiveSyncAgent(replica: replica, options: options, logger: logger) { event in
         switch event {
         case .connected(let hub):
@@ -78,15 +91,31 @@ func runSync(_ arguments: Arguments) throws {
                                     ("push_cursor", "\(report.pushCursor)"), ("pull_cursor", "\(report.pullCursor)")])
         case .disconnected(let failure):
             logger.warning("disconnected", [("error", "\(failure)")])
+        case .backingOff(let wait):
+            logger.info("reconnecting later", [("in_ms", "\(milliseconds(wait))")])
         }
     }
     // Writes by other processes (guides' commands) wake the agent within milliseconds.
     let watcher = try ReplicaChangeWatcher(path: path) { agent.localWriteCommitted() }
     agent.start()
-    let signal = waitForTerminationSignal()
+    let signal = signals.wait()
     logger.notice("stopping", [("signal", "\(signal)")])
     watcher.stop()
     agent.stop()
+    checkpointOnStop(replica, logger: logger)
+}
+
+func milliseconds(_ duration: Duration) -> Int64 {
+    duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+}
+
+/// A clean stop leaves the replica in its main file alone (the WAL merged into it).
+private func checkpointOnStop(_ replica: Replica, logger: Logger) {
+    do {
+        try checkpointWAL(replica)
+    } catch {
+        logger.warning("cannot merge the write-ahead log into the replica file", [("error", "\(error)")])
+    }
 }
 
 private func recordSuccessfulSync(_ replica: Replica) throws {
@@ -108,7 +137,9 @@ private func printReport(_ report: SyncReport, format: String) {
 ///  [--handshake-timeout-s N] [--upstream HOST:PORT] [--log-level L]`
 func runHub(_ arguments: Arguments) throws {
     try arguments.rejectUnknown(allowed: ["db", "listen", "max-connections", "idle-timeout-s", "handshake-timeout-s",
-                                          "upstream", "log-level"])
+                                          "upstream", "log-level", "format"])
+    // --format json: a failure to start is one JSON object on standard output (main.swift).
+    _ = try OutputFormat(arguments)
     let path = try arguments.required("db")
     var configuration = HubConfiguration(listenAddress: try parseAddress(try arguments.required("listen"), option: "listen"))
     configuration.maxConnections = try arguments.integer("max-connections", default: 20_000, range: 1...1_000_000)
@@ -128,37 +159,31 @@ func runHub(_ arguments: Arguments) throws {
     if upstream != nil && settings.kind != .hub {
         throw UsageError(message: "--upstream is for a regional hub (a replica made with `storesync init --hub`)")
     }
+    let signals = TerminationSignals()
+    // One hub per file: a second would serve (and relay) the same replica as the same peer.
+    let lock = try ReplicaFileLock(replicaPath: path, command: lockHolderDescription())
+    defer { withExtendedLifetime(lock) {} }
     let descriptors = raiseDescriptorLimit()
     if descriptors < UInt64(configuration.maxConnections) {
         logger.warning("the descriptor limit is below --max-connections; raise it (ulimit -n, LimitNOFILE=)",
                        [("limit", "\(descriptors)"), ("max_connections", "\(configuration.maxConnections)")])
     }
-    let scopes = RetailScopePolicy(own: ownScope, directory: StoreDirectory(reader: try replica.makeReader()))
-    let server: HubServer
+    var options = RetailHubNode.Options(configuration: configuration)
+    options.upstream = upstream
+    let node: RetailHubNode
     do {
-        let views = RetailViewProvider(reader: try replica.makeReader(), clock: replica.clock)
-        let rules = try RetailHubRules(replica: replica, logger: logger.child("rules"))
-        server = try HubServer(replica: replica, configuration: configuration, scopes: scopes, rules: rules, views: views, logger: logger)
+        node = try RetailHubNode(replica: replica, scope: ownScope, options: options, logger: logger)
     } catch {
-        throw CommandError("cannot listen on \(configuration.listenAddress): \(error)")
+        throw CommandError("cannot listen on \(configuration.listenAddress): \(error)", kind: Failure(error).kind)
     }
-    let relay = try upstream.map {
-        try UpstreamRelay(replica: replica, path: path, upstream: $0, scope: settings.scope, server: server,
-                          logger: logger.child("upstream"))
-    }
-    server.start()
-    relay?.start()
-    // Operators write reference data (stores, thresholds) into a running hub's file from other
-    // processes; live sessions whose scope it concerns hear of it like of a merge.
-    let operatorWrites = try ReplicaChangeWatcher(path: path) { server.announce(latestSequence: replica.latestSequence) }
+    node.start()
     // Scripts (and tests) read the bound port from this line when they asked for port 0.
-    print("listening on \(server.boundAddress)")
+    print("listening on \(node.boundAddress)")
     fflush(nil)
-    let signal = waitForTerminationSignal()
+    let signal = signals.wait()
     logger.notice("draining", [("signal", "\(signal)")])
-    operatorWrites.stop()
-    relay?.stop()
-    server.stop()
+    node.stop()
+    checkpointOnStop(replica, logger: logger)
 }
 
 /// Raises the soft descriptor limit to the hard one (a hub holds one descriptor per terminal)

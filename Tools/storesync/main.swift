@@ -11,11 +11,13 @@ let usage = """
     replicas:
       init     --db PATH (--terminal --store STORE_ID | --hub --region REGION_ID | --hq)
       status   --db PATH [--format text|json]
+      backup   --db PATH --to NEW_PATH [--format text|json]
+               an online, consistent copy (safe while hub or sync --live runs); the way to back up
 
     syncing:
       sync     --db PATH --hub HOST:PORT [--live] [--format text|json] [--timeout-s N] [--log-level L]
       hub      --db PATH --listen HOST:PORT [--max-connections N] [--idle-timeout-s N]
-               [--handshake-timeout-s N] [--upstream HOST:PORT] [--log-level L]
+               [--handshake-timeout-s N] [--upstream HOST:PORT] [--log-level L] [--format text|json]
 
     guides (on a store's terminal replica; the store is the one given to `init --terminal --store`):
       lead add       --db PATH --name NAME --phone PHONE [--source S] [--score 0-100] [--owner GUIDE]
@@ -38,7 +40,9 @@ let usage = """
       report   (--db PATH | --hub HOST:PORT) --view sales|funnel|sla|stock [--by region|store|guide|day]
                [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--format table|csv|json] [--timeout-s N]
 
-    Exit codes: 0 success, 1 failure, 64 usage error. Logs go to standard error.
+    Exit codes: 0 success, 64 usage error, 75 worth retrying (hub unreachable, busy or failing,
+    timeout, disk full, database busy), 1 any other failure. With --format json a failure prints
+    one object {"error", "message", "retryable"} on standard output. Logs go to standard error.
     """
 
 /// Each command: the options that take no value, and what runs it.
@@ -50,6 +54,7 @@ struct Command: Sendable {
 let commands: [String: Command] = [
     "init": Command(flags: ["terminal", "hub", "hq"], run: runInit),
     "status": Command(flags: [], run: runStatus),
+    "backup": Command(flags: [], run: runBackup),
     "sync": Command(flags: ["live"], run: runSync),
     "hub": Command(flags: [], run: runHub),
     "report": Command(flags: [], run: runReport),
@@ -88,9 +93,20 @@ func resolve(_ arguments: [String], in commands: [String: Command]) throws -> (n
 
 func main(commands: [String: Command]) -> Int32 {
     let arguments = CommandLine.arguments
+    let json = wantsJSON(arguments)
+    /// Reports a failure: a message on standard error (with the usage for a usage error) and,
+    /// with `--format json`, exactly one JSON object on standard output.
+    func fail(_ failure: Failure, command: String?) -> Int32 {
+        let prefix = command.map { "\($0): " } ?? ""
+        printError(prefix + failure.message + (failure.kind == .usage ? "\n\(usage)" : ""))
+        if json {
+            print(failure.json)
+            fflush(nil)
+        }
+        return failure.exitCode.rawValue
+    }
     guard arguments.count >= 2 else {
-        printError("missing command\n\(usage)")
-        return ExitCode.usage.rawValue
+        return fail(Failure(kind: .usage, message: "missing command"), command: nil)
     }
     var name = arguments[1]
     if ["help", "--help", "-h"].contains(name) {
@@ -102,8 +118,7 @@ func main(commands: [String: Command]) -> Int32 {
     do {
         (name, command, rest) = try resolve(arguments, in: commands)
     } catch {
-        printError("\(error)\n\(usage)")
-        return ExitCode.usage.rawValue
+        return fail(Failure(error), command: nil)
     }
     do {
         let parsed = try Arguments(rest, flagNames: command.flags.union(["help"]))
@@ -113,12 +128,8 @@ func main(commands: [String: Command]) -> Int32 {
         }
         try command.run(parsed)
         return ExitCode.success.rawValue
-    } catch let error as UsageError {
-        printError("\(name): \(error)\n\(usage)")
-        return ExitCode.usage.rawValue
     } catch {
-        printError("\(name): \(error)")
-        return ExitCode.failure.rawValue
+        return fail(Failure(error), command: name)
     }
 }
 

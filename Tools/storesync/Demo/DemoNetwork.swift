@@ -27,8 +27,8 @@ final class DemoNetwork {
 
     let directory: URL
     let hq: Replica
-    private(set) var hqServer: HubServer?
-    private(set) var regional: [String: (replica: Replica, server: HubServer, relay: UpstreamRelay)] = [:]
+    private(set) var hqNode: RetailHubNode?
+    private(set) var regional: [String: (replica: Replica, node: RetailHubNode)] = [:]
     private(set) var terminals: [TerminalNode] = []
     private let logger: Logger
 
@@ -52,17 +52,13 @@ final class DemoNetwork {
     /// Starts HQ, then each region's hub with its relay, and waits until every regional hub has
     /// received its stores from HQ (terminals of an unregistered store are refused).
     func start(stores: [Store], terminalsPerStore: Int) throws {
-        let hqServer = try serve(hq, scope: .all)
-        self.hqServer = hqServer
+        let hqNode = try serve(hq, scope: .all, upstream: nil, label: "hub")
+        self.hqNode = hqNode
         let regions = Array(Set(stores.map(\.region))).sorted()
         for region in regions {
             let path = directory.appendingPathComponent("\(region).sqlite").path
             let replica = try Self.makeReplica(path, kind: .hub, scope: "region:\(region)", clock: clock)
-            let server = try serve(replica, scope: .region(region))
-            let relay = try UpstreamRelay(replica: replica, path: path, upstream: hqServer.boundAddress,
-                                          scope: "region:\(region)", server: server, logger: logger.child("relay.\(region)"))
-            relay.start()
-            regional[region] = (replica, server, relay)
+            regional[region] = (replica, try serve(replica, scope: .region(region), upstream: hqNode.boundAddress, label: "hub.\(region)"))
         }
         try waitUntil("every regional hub holds its stores", timeout: 30) {
             try regions.allSatisfy { region in
@@ -71,7 +67,7 @@ final class DemoNetwork {
             }
         }
         for store in stores {
-            guard let hub = regional[store.region]?.server.boundAddress else { continue }
+            guard let hub = regional[store.region]?.node.boundAddress else { continue }
             for index in 1...terminalsPerStore {
                 let name = "\(store.id)-t\(index)"
                 let path = directory.appendingPathComponent("\(name).sqlite").path
@@ -82,16 +78,13 @@ final class DemoNetwork {
         }
     }
 
-    private func serve(_ replica: Replica, scope: NodeScope) throws -> HubServer {
-        var configuration = HubConfiguration(listenAddress: try SocketAddress.parse("127.0.0.1:0"))
-        configuration.widestTableColumns = RetailSchema.widestTableColumns
-        let server = try HubServer(
-            replica: replica, configuration: configuration,
-            scopes: RetailScopePolicy(own: scope, directory: StoreDirectory(reader: try replica.makeReader())),
-            rules: try RetailHubRules(replica: replica, logger: logger.child("rules")), views: RetailViewProvider(reader: try replica.makeReader(), clock: replica.clock),
-            logger: logger.child("hub"))
-        server.start()
-        return server
+    /// A hub as `storesync hub` runs one (`RetailHubNode`), relaying to `upstream` if given.
+    private func serve(_ replica: Replica, scope: NodeScope, upstream: SocketAddress?, label: String) throws -> RetailHubNode {
+        var options = RetailHubNode.Options(configuration: HubConfiguration(listenAddress: try SocketAddress.parse("127.0.0.1:0")))
+        options.upstream = upstream
+        let node = try RetailHubNode(replica: replica, scope: scope, options: options, logger: logger.child(label))
+        node.start()
+        return node
     }
 
     private func storeIDs(in replica: Replica?) throws -> Set<String> {
@@ -109,11 +102,8 @@ final class DemoNetwork {
     }
 
     func stop() {
-        for (_, node) in regional {
-            node.relay.stop()
-            node.server.stop()
-        }
-        hqServer?.stop()
+        for (_, hub) in regional { hub.node.stop() }
+        hqNode?.stop()
     }
 }
 
