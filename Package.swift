@@ -45,6 +45,12 @@ let package = Package(
             dependencies: ["SyncEngine"],
             path: "Tools/storesync-crash-writer"
         ),
+        // Fault-injection harness: real storesync processes behind its own proxies (RELIABILITY.md).
+        .executableTarget(
+            name: "storesync-chaos",
+            dependencies: ["SQLite", "LockBox"],
+            path: "Tools/storesync-chaos"
+        ),
         // libFuzzer target for the Wire decoder; a corpus replay tool in a normal build.
         .executableTarget(
             name: "storesync-wire-fuzz",
