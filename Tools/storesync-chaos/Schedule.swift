@@ -18,6 +18,18 @@ struct ScheduleOptions: Sendable {
     var killHubs = true
     /// Expected faults per schedule (hubs, links, syncs), spread over the steps.
     var faultsPerSchedule = 15
+    /// Damages the files after the run, before the checks, to show the checker notices.
+    var tamper: Tamper?
+}
+
+/// Deliberate damage the checker must report (its own test: a checker that cannot fail proves nothing).
+enum Tamper: String, CaseIterable, Sendable {
+    /// Deletes an acknowledged visit from the regional hub's table: [lost] and [convergence].
+    case dropRow = "drop-row"
+    /// Changes a lead's source on one terminal: [convergence] and [lost-update].
+    case changeField = "change-field"
+    /// Copies a sale line at HQ under a new id: [doubled/lost], [views] and [convergence].
+    case duplicateSale = "duplicate-sale"
 }
 
 struct ScheduleSummary: Sendable {
@@ -54,6 +66,8 @@ private struct LeadState {
 
 private let funnel = ["reached", "needs-confirmed", "demo", "negotiation", "won"]
 private let skus = ["TV-55", "PH-12", "LAP-3"]
+/// TV-55 (which has thresholds from the start) half the time, so crossings and promotions happen.
+private func pickSKU(_ rng: inout Rng) -> String { rng.chance(0.5) ? "TV-55" : (rng.pick(skus) ?? "TV-55") }
 
 /// One schedule: a topology of real `storesync` processes on loopback, a workload through the
 /// CLI, faults from the seed, a heal, and the checks. Single-threaded: the loop interleaves
@@ -262,6 +276,13 @@ final class Schedule {
             history.record(.note, "harness stopped: \(error)")
         }
         stopEverything()
+        if failures.isEmpty, let tamper = options.tamper {
+            do {
+                try apply(tamper)
+            } catch {
+                failures.append("harness: cannot tamper (\(tamper.rawValue)): \(error)")
+            }
+        }
         if failures.isEmpty {
             let checker = Checker(directory: directory, binary: options.binary, hq: hq, regional: regional, terminals: terminals,
                                   stores: stores, log: log)
@@ -272,6 +293,33 @@ final class Schedule {
                                       faults: faults, syncs: syncs, seconds: Date().timeIntervalSince(started), directory: directory,
                                       resources: resourceReport())
         return summary
+    }
+
+    private func apply(_ tamper: Tamper) throws {
+        switch tamper {
+        case .dropRow:
+            guard let record = log.inserts.last(where: { $0.table == "visits" && $0.outcome == .acknowledged }), let id = record.id,
+                  let hub = regional[stores.first { $0.id == record.store }?.region ?? ""] else {
+                throw ChildFailure("no acknowledged visit to drop")
+            }
+            try Database(path: hub.database).run("DELETE FROM visits WHERE id = ?", [.text(id)])
+            history.record(.note, "tamper: deleted visit \(id) from \(hub.name)")
+        case .changeField:
+            guard let lead = leads.last, let terminal = terminals.first(where: { $0.name == lead.creator }) else {
+                throw ChildFailure("no lead to change")
+            }
+            try Database(path: terminal.database).run("UPDATE leads SET source = 'tampered' WHERE id = ?", [.text(lead.id)])
+            history.record(.note, "tamper: set lead \(lead.id)'s source at \(terminal.name)")
+        case .duplicateSale:
+            guard let record = log.inserts.last(where: { $0.table == "sales" && $0.outcome == .acknowledged }), let id = record.id else {
+                throw ChildFailure("no acknowledged sale to copy")
+            }
+            try Database(path: hq.database).run(
+                "INSERT INTO sales (id, store, guide, sku, quantity, amount_cents, at_ms, lead) "
+                    + "SELECT id || '-copy', store, guide, sku, quantity, amount_cents, at_ms, lead FROM sales WHERE id = ?",
+                [.text(id)])
+            history.record(.note, "tamper: copied sale \(id) at hq")
+        }
     }
 
     private var finished: Bool {
@@ -402,7 +450,7 @@ final class Schedule {
     }
 
     private func signal(_ terminal: TerminalNode) throws {
-        let sku = rng.pick(skus) ?? "TV-55"
+        let sku = pickSKU(&rng)
         let (kind, quantity): (String, Int) = {
             switch rng.int(0...9) {
             case 0...2: return ("receive", rng.int(1...5))
@@ -420,7 +468,7 @@ final class Schedule {
         let guide = guide(terminal)
         let lead = rng.chance(0.5) ? rng.pick(leads.filter { $0.store == terminal.store.id }) : nil
         for _ in 0..<rng.int(1...3) {
-            let sku = rng.pick(skus) ?? "TV-55"
+            let sku = pickSKU(&rng)
             let quantity = rng.int(1...2)
             let cents = Int64(rng.int(100...500_000))
             var arguments = ["sale", "record", "--db", terminal.database, "--guide", guide, "--sku", sku, "--qty", "\(quantity)",

@@ -14,6 +14,7 @@ let usage = """
       --kill-hubs        long mode: SIGKILL hubs too (off by default, so each hub's resources are one process's)
       --keep             keep the replicas of passing schedules (failing ones are always kept)
       --verbose          print the history as it happens
+      --tamper KIND      damage the files before the checks (drop-row, change-field, duplicate-sale): the checker's own test
     Exit codes: 0 every schedule passed, 1 a check failed (seed, invariant and history printed), 64 usage.
     """
 
@@ -32,6 +33,7 @@ struct Command {
     var keep = false
     var verbose = false
     var killHubs = false
+    var tamper: Tamper?
 
     init(_ arguments: [String]) throws {
         let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "storesync-chaos").resolvingSymlinksInPath()
@@ -79,6 +81,12 @@ struct Command {
             case "--keep": keep = true
             case "--verbose": verbose = true
             case "--kill-hubs": killHubs = true
+            case "--tamper":
+                let text = try value()
+                guard let kind = Tamper(rawValue: text) else {
+                    throw UsageError(description: "--tamper is one of \(Tamper.allCases.map(\.rawValue).joined(separator: ", ")), got \(text)")
+                }
+                tamper = kind
             case "--help", "-h":
                 print(usage)
                 exit(0)
@@ -133,6 +141,7 @@ func runMain() -> Int32 {
         options.verbose = command.verbose
         options.quiesceSeconds = command.quiesce
         options.faultsPerSchedule = command.faults
+        options.tamper = command.tamper
         options.killHubs = command.minutes == nil || command.killHubs
         if command.minutes != nil {
             // Spread the faults over the run: about one per 20 operations.
