@@ -69,12 +69,17 @@ enum Child {
     }
 
     /// Runs to completion within `timeout` seconds (killed after it); returns the exit and stdout.
+    /// With `killAfter`, the child gets SIGKILL at that moment if it still runs (a crash mid-write).
     static func run(_ executable: String, _ arguments: [String], scratch: String, stderr: String,
-                    timeout: TimeInterval) throws -> (exit: ChildExit, stdout: String, timedOut: Bool) {
+                    timeout: TimeInterval, killAfter: TimeInterval? = nil) throws -> (exit: ChildExit, stdout: String, timedOut: Bool) {
         let pid = try spawn(executable, arguments, stdout: scratch, stderr: stderr)
         var timedOut = false
-        let exit: ChildExit
-        if let ended = wait(pid, until: Date().addingTimeInterval(timeout)) {
+        var exit: ChildExit
+        if let killAfter, let ended = wait(pid, until: Date().addingTimeInterval(killAfter)) {
+            exit = ended
+        } else if killAfter != nil {
+            exit = kill(pid)
+        } else if let ended = wait(pid, until: Date().addingTimeInterval(timeout)) {
             exit = ended
         } else {
             timedOut = true

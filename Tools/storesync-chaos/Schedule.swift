@@ -119,6 +119,17 @@ final class Schedule {
         try Child.run(options.binary, arguments, scratch: nextScratch(), stderr: log, timeout: timeout)
     }
 
+    /// A workload command; one in 30 gets SIGKILL at a random moment of its first 60 ms (a
+    /// guide's terminal crashing mid-write: the write is then of unknown outcome).
+    private func write(_ arguments: [String], log: String) throws -> (exit: ChildExit, stdout: String, timedOut: Bool) {
+        guard rng.chance(1.0 / 30) else { return try storesync(arguments, log: log) }
+        let after = Double(rng.int(0...60)) / 1000
+        let result = try Child.run(options.binary, arguments, scratch: nextScratch(), stderr: log, timeout: 30, killAfter: after)
+        faults += 1
+        history.record(.fault, "SIGKILL `storesync \(arguments.prefix(2).joined(separator: " "))` after \(Int(after * 1000)) ms: \(result.exit)")
+        return result
+    }
+
     /// A setup step that must succeed.
     private func setup(_ arguments: [String], log: String) throws -> String {
         let result = try storesync(arguments, log: log)
@@ -372,7 +383,7 @@ final class Schedule {
         let score = rng.int(0...100)
         let owner = guide(terminal)
         let sequence = log.next()
-        let result = try storesync(["lead", "add", "--db", terminal.database, "--name", name, "--phone", phone, "--source", source,
+        let result = try write(["lead", "add", "--db", terminal.database, "--name", name, "--phone", phone, "--source", source,
                                     "--score", "\(score)", "--owner", owner, "--format", "json"], log: terminal.log)
         let id = result.exit == .exited(0) ? jsonObject(result.stdout)?["id"] as? String : nil
         let outcome: Outcome = id != nil ? .acknowledged : .unknown
@@ -409,7 +420,7 @@ final class Schedule {
             written.append((field, value))
         }
         let sequence = log.next()
-        let result = try storesync(arguments, log: terminal.log)
+        let result = try write(arguments, log: terminal.log)
         let outcome: Outcome = result.exit == .exited(0) ? .acknowledged : .unknown
         for (field, value) in written {
             log.registers.append(RegisterWrite(sequence: sequence, register: "leads/\(lead.id)/\(field.rawValue)", value: value,
@@ -432,7 +443,7 @@ final class Schedule {
         let current = funnel.firstIndex(of: leads[index].stage) ?? 0
         let target = rng.chance(0.12) ? "lost" : funnel[min(current + 1, funnel.count - 1)]
         let sequence = log.next()
-        let result = try storesync(["lead", "stage", "--db", mover.database, "--id", leads[index].id, "--to", target, "--format", "json"],
+        let result = try write(["lead", "stage", "--db", mover.database, "--id", leads[index].id, "--to", target, "--format", "json"],
                                    log: mover.log)
         let outcome: Outcome = result.exit == .exited(0) ? .acknowledged : .unknown
         log.registers.append(RegisterWrite(sequence: sequence, register: "leads/\(leads[index].id)/stage", value: target,
@@ -475,7 +486,7 @@ final class Schedule {
                              "--amount", String(format: "%lld.%02lld", cents / 100, cents % 100), "--format", "json"]
             if let lead { arguments += ["--lead", lead.id] }
             let sequence = log.next()
-            let result = try storesync(arguments, log: terminal.log)
+            let result = try write(arguments, log: terminal.log)
             let object = result.exit == .exited(0) ? jsonObject(result.stdout) : nil
             let sale = object?["id"] as? String
             let signal = object?["signal"] as? String
@@ -490,7 +501,7 @@ final class Schedule {
 
     private func insert(_ arguments: [String], table: String, terminal: TerminalNode, detail: String) throws {
         let sequence = log.next()
-        let result = try storesync(arguments, log: terminal.log)
+        let result = try write(arguments, log: terminal.log)
         let id = result.exit == .exited(0) ? jsonObject(result.stdout)?["id"] as? String : nil
         log.inserts.append(InsertRecord(sequence: sequence, table: table, id: id, store: terminal.store.id, terminal: terminal.name,
                                         outcome: id != nil ? .acknowledged : .unknown))
