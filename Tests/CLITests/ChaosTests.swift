@@ -27,8 +27,10 @@ final class ChaosTests: CLITestCase {
     func testCheckerReportsADoubledSale() throws {
         let outcome = try chaos(["--seeds", "8..8", "--ops", "60", "--tamper", "duplicate-sale"])
         XCTAssertEqual(outcome.status, 1, outcome.stdout)
-        XCTAssertTrue(outcome.stdout.contains("[doubled/lost] hq holds"), outcome.stdout)
-        XCTAssertTrue(outcome.stdout.contains("[views]"), outcome.stdout)
+        // Only HQ holds the copy; whether it also exceeds the attempted lines depends on the
+        // writes killed mid-way (unknown outcome), so the convergence check is the one asserted.
+        XCTAssertTrue(outcome.stdout.contains("[convergence] store"), outcome.stdout)
+        XCTAssertTrue(outcome.stdout.contains("-copy|"), outcome.stdout)
     }
 
     /// Runs the harness beside the built `storesync`, output through files; the deadline is
