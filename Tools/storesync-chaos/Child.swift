@@ -1,5 +1,7 @@
+import Dispatch
 import Foundation
 import Glibc
+import LockBox
 
 /// How a child process ended.
 enum ChildExit: Sendable, Equatable, CustomStringConvertible {
@@ -24,6 +26,27 @@ struct ChildFailure: Error, CustomStringConvertible {
 /// go straight to it, and every wait has a deadline. Standard output goes to a file the harness
 /// reads; standard error is appended to a node's log.
 enum Child {
+    /// Every child not yet reaped, so an interrupted harness leaves no hub behind.
+    static let running = LockBox<Set<pid_t>>([])
+
+    /// On SIGINT or SIGTERM: SIGKILL every child, then exit 130.
+    static func killChildrenOnInterrupt() -> [any DispatchSourceSignal] {
+        [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                for pid in running.withLockedValue({ $0 }) {
+                    _ = Glibc.kill(pid, SIGKILL)
+                    _ = Glibc.kill(pid, SIGCONT)
+                }
+                FileHandle.standardError.write(Data("storesync-chaos: interrupted; children killed\n".utf8))
+                exit(130)
+            }
+            source.resume()
+            return source
+        }
+    }
+
     static func spawn(_ executable: String, _ arguments: [String], stdout: String, stderr: String) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -36,6 +59,7 @@ enum Child {
         var pid: pid_t = 0
         let code = posix_spawn(&pid, executable, &actions, nil, argv, environ)
         guard code == 0 else { throw ChildFailure("posix_spawn \(executable) failed: errno \(code)") }
+        running.withLockedValue { _ = $0.insert(pid) }
         return pid
     }
 
@@ -44,6 +68,7 @@ enum Child {
         var status: Int32 = 0
         let result = waitpid(pid, &status, WNOHANG)
         if result == 0 { return nil }
+        running.withLockedValue { _ = $0.remove(pid) }
         if result < 0 { return .exited(-1) }  // already reaped or not ours: treat as gone
         if status & 0x7f == 0 { return .exited((status >> 8) & 0xff) }
         return .signaled(status & 0x7f)

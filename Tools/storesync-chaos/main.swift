@@ -129,6 +129,8 @@ func runMain() -> Int32 {
         return 64
     }
     signal(SIGPIPE, SIG_IGN)
+    let interrupts = Child.killChildrenOnInterrupt()
+    defer { for source in interrupts { source.cancel() } }
     let root = command.root ?? (NSTemporaryDirectory() + "storesync-chaos-\(getpid())")
     var failed = 0
     var totals = (schedules: 0, operations: 0, acknowledged: 0, faults: 0, syncs: 0)
