@@ -20,6 +20,10 @@ struct ScheduleOptions: Sendable {
     var faultsPerSchedule = 15
     /// Damages the files after the run, before the checks, to show the checker notices.
     var tamper: Tamper?
+    /// What the binary under test supports (`Capabilities.probe`).
+    var capabilities = Capabilities()
+    /// Hubs restored from an online `storesync backup` now and then (needs `backup`).
+    var restoreFaults = false
 }
 
 /// Deliberate damage the checker must report (its own test: a checker that cannot fail proves nothing).
@@ -52,6 +56,8 @@ private enum Deferred {
     case linkUp(ChaosProxy)
     case baseline(ChaosProxy)
     case restartLive(TerminalNode)
+    /// SIGKILL the hub, put the backup taken at `sequence` in place of its file, start it again.
+    case restoreHub(HubNode, backup: String, sequence: Int)
 }
 
 /// A lead as the workload knows it.
@@ -120,13 +126,30 @@ final class Schedule {
     }
 
     /// A workload command; one in 30 gets SIGKILL at a random moment of its first 60 ms (a
-    /// guide's terminal crashing mid-write: the write is then of unknown outcome).
-    private func write(_ arguments: [String], log: String) throws -> (exit: ChildExit, stdout: String, timedOut: Bool) {
-        guard rng.chance(1.0 / 30) else { return try storesync(arguments, log: log) }
-        let after = Double(rng.int(0...60)) / 1000
-        let result = try Child.run(options.binary, arguments, scratch: nextScratch(), stderr: log, timeout: 30, killAfter: after)
-        faults += 1
-        history.record(.fault, "SIGKILL `storesync \(arguments.prefix(2).joined(separator: " "))` after \(Int(after * 1000)) ms: \(result.exit)")
+    /// guide's terminal crashing mid-write: the write is then of unknown outcome). A create
+    /// command carries `key` as its `--request-id` when the binary supports it, and is then
+    /// retried (up to 3 times) after a kill, a timeout or exit 75, as a script would: the
+    /// retry must print the first run's ids and create nothing new.
+    private func write(_ arguments: [String], log: String, key: String? = nil) throws -> (exit: ChildExit, stdout: String, timedOut: Bool) {
+        var arguments = arguments
+        let keyed = key != nil && options.capabilities.requestID
+        if keyed, let key { arguments += ["--request-id", key] }
+        var result: (exit: ChildExit, stdout: String, timedOut: Bool)
+        if rng.chance(1.0 / 30) {
+            let after = Double(rng.int(0...60)) / 1000
+            result = try Child.run(options.binary, arguments, scratch: nextScratch(), stderr: log, timeout: 30, killAfter: after)
+            faults += 1
+            history.record(.fault, "SIGKILL `storesync \(arguments.prefix(2).joined(separator: " "))` after \(Int(after * 1000)) ms: \(result.exit)")
+        } else {
+            result = try storesync(arguments, log: log)
+        }
+        var retries = 0
+        while keyed && retries < 3 && (result.timedOut || result.exit == .exited(75) || result.exit == .signaled(SIGKILL)) {
+            retries += 1
+            let previous = result.exit
+            result = try storesync(arguments, log: log)
+            history.record(.op, "retry \(retries) of `storesync \(arguments.prefix(2).joined(separator: " "))` --request-id \(key ?? "") after \(previous): \(result.exit) \(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
         return result
     }
 
@@ -221,6 +244,7 @@ final class Schedule {
             history.record(.fault, "terminal \(offline.name) offline until the heal (link refuses)")
         }
         for terminal in terminals where terminal.live { try startLive(terminal) }
+        history.record(.note, "storesync capabilities: \(options.capabilities)\(options.restoreFaults ? ", restore faults on" : "")")
         history.record(.note, "topology: hq, \(regional.count) regional hubs, \(stores.count) stores, terminals "
                        + terminals.map { "\($0.name)\($0.live ? "(live)" : "")" }.joined(separator: " "))
     }
@@ -384,7 +408,7 @@ final class Schedule {
         let owner = guide(terminal)
         let sequence = log.next()
         let result = try write(["lead", "add", "--db", terminal.database, "--name", name, "--phone", phone, "--source", source,
-                                    "--score", "\(score)", "--owner", owner, "--format", "json"], log: terminal.log)
+                                "--score", "\(score)", "--owner", owner, "--format", "json"], log: terminal.log, key: requestKey(sequence))
         let id = result.exit == .exited(0) ? jsonObject(result.stdout)?["id"] as? String : nil
         let outcome: Outcome = id != nil ? .acknowledged : .unknown
         log.inserts.append(InsertRecord(sequence: sequence, table: "leads", id: id, store: terminal.store.id, terminal: terminal.name,
@@ -400,6 +424,8 @@ final class Schedule {
         log.registers.append(RegisterWrite(sequence: sequence, register: "leads/\(id)/stage", value: "reached", writer: terminal.name,
                                            outcome: .acknowledged))
     }
+
+    private func requestKey(_ sequence: Int) -> String { "chaos-\(options.seed)-\(sequence)" }
 
     private func freshPhone() -> String { "+86 139 \(rng.int(1000...9999)) \(rng.int(1000...9999))" }
 
@@ -486,7 +512,7 @@ final class Schedule {
                              "--amount", String(format: "%lld.%02lld", cents / 100, cents % 100), "--format", "json"]
             if let lead { arguments += ["--lead", lead.id] }
             let sequence = log.next()
-            let result = try write(arguments, log: terminal.log)
+            let result = try write(arguments, log: terminal.log, key: requestKey(sequence))
             let object = result.exit == .exited(0) ? jsonObject(result.stdout) : nil
             let sale = object?["id"] as? String
             let signal = object?["signal"] as? String
@@ -501,7 +527,7 @@ final class Schedule {
 
     private func insert(_ arguments: [String], table: String, terminal: TerminalNode, detail: String) throws {
         let sequence = log.next()
-        let result = try write(arguments, log: terminal.log)
+        let result = try write(arguments, log: terminal.log, key: requestKey(sequence))
         let id = result.exit == .exited(0) ? jsonObject(result.stdout)?["id"] as? String : nil
         log.inserts.append(InsertRecord(sequence: sequence, table: table, id: id, store: terminal.store.id, terminal: terminal.name,
                                         outcome: id != nil ? .acknowledged : .unknown))
@@ -572,6 +598,9 @@ final class Schedule {
         let hubs = [hq] + regional.keys.sorted().compactMap { regional[$0] }
         let running = hubs.filter { $0.pid != nil && !$0.stopped }
         let onlineLinks = proxies.filter { proxy in !terminals.contains { $0.offline && $0.link === proxy } }
+        if options.restoreFaults && options.capabilities.backup && rng.chance(0.15) {
+            return try backUpForRestore(running)
+        }
         switch rng.int(0...9) {
         case 0...1 where options.killHubs && !running.isEmpty:
             guard let hub = rng.pick(running), let pid = hub.pid else { return }
@@ -624,6 +653,46 @@ final class Schedule {
         faults += 1
     }
 
+    /// An online backup of a running hub now; in 1–5 s the hub is killed and restored from it
+    /// (what an operator does after losing a disk). Operator writes into that hub's file after
+    /// the backup become of unknown outcome at the restore: the restore rolls them back unless
+    /// they reached HQ first.
+    private func backUpForRestore(_ running: [HubNode]) throws {
+        let pendingRestores = deferred.compactMap { item -> String? in
+            if case .restoreHub(let hub, _, _) = item.action { return hub.name }
+            return nil
+        }
+        guard let hub = rng.pick(running.filter { !pendingRestores.contains($0.name) }) else { return }
+        let backup = directory + "/\(hub.name).backup-\(log.sequence).sqlite"
+        let sequence = log.sequence
+        let result = try storesync(["backup", "--db", hub.database, "--to", backup, "--format", "json"], log: hub.log, timeout: 60)
+        guard result.exit == .exited(0) else {
+            history.record(.fault, "backup of \(hub.name) failed (\(result.exit)): no restore")
+            return
+        }
+        let after = Double(rng.int(1_000...5_000)) / 1000
+        deferred.append((Date().addingTimeInterval(after), .restoreHub(hub, backup: backup, sequence: sequence)))
+        faults += 1
+        history.record(.fault, "online backup of \(hub.name) at write #\(sequence) (\(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))); restore in \(Int(after * 1000)) ms")
+    }
+
+    private func restore(_ hub: HubNode, backup: String, sequence: Int) throws {
+        if let pid = hub.pid {
+            Child.kill(pid)
+            hub.pid = nil
+            hub.port = nil
+            hub.stopped = false
+            for proxy in hub.inbound { proxy.retarget(nil) }
+        }
+        for suffix in ["", "-wal", "-shm"] { unlink(hub.database + suffix) }
+        guard rename(backup, hub.database) == 0 else { throw ChildFailure("cannot move \(backup) into place: errno \(errno)") }
+        for index in log.registers.indices where log.registers[index].writer == hub.name && log.registers[index].sequence > sequence {
+            log.registers[index].outcome = .unknown
+        }
+        history.record(.fault, "SIGKILL \(hub.name) and restore its file from the backup taken at write #\(sequence)")
+        try startHub(hub)
+    }
+
     private func runDeferred(all: Bool) throws {
         let now = Date()
         let due = deferred.filter { all || $0.due <= now }
@@ -646,6 +715,8 @@ final class Schedule {
                 history.record(.heal, "link \(proxy.name) back to its baseline")
             case .restartLive(let terminal):
                 if terminal.livePid == nil { try startLive(terminal) }
+            case .restoreHub(let hub, let backup, let sequence):
+                try restore(hub, backup: backup, sequence: sequence)
             }
         }
     }

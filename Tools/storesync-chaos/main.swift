@@ -11,6 +11,7 @@ let usage = """
       --ops N            workload steps per bounded schedule (default 220)
       --faults N         faults per schedule, about (default 15)
       --quiesce-s N      how long the heal may take (default 240)
+      --restore-faults   restore hubs from an online `storesync backup` now and then (when the binary has `backup`)
       --kill-hubs        long mode: SIGKILL hubs too (off by default, so each hub's resources are one process's)
       --keep             keep the replicas of passing schedules (failing ones are always kept)
       --verbose          print the history as it happens
@@ -34,6 +35,7 @@ struct Command {
     var verbose = false
     var killHubs = false
     var tamper: Tamper?
+    var restoreFaults = false
 
     init(_ arguments: [String]) throws {
         let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "storesync-chaos").resolvingSymlinksInPath()
@@ -81,6 +83,7 @@ struct Command {
             case "--keep": keep = true
             case "--verbose": verbose = true
             case "--kill-hubs": killHubs = true
+            case "--restore-faults": restoreFaults = true
             case "--tamper":
                 let text = try value()
                 guard let kind = Tamper(rawValue: text) else {
@@ -132,6 +135,9 @@ func runMain() -> Int32 {
     let interrupts = Child.killChildrenOnInterrupt()
     defer { for source in interrupts { source.cancel() } }
     let root = command.root ?? (NSTemporaryDirectory() + "storesync-chaos-\(getpid())")
+    let capabilities = Capabilities.probe(binary: command.binary, scratch: NSTemporaryDirectory() + "storesync-chaos-probe-\(getpid())")
+    print("storesync under test: \(command.binary) (\(capabilities))")
+    if command.restoreFaults && !capabilities.backup { print("restore faults skipped: this storesync has no `backup` command") }
     var failed = 0
     var totals = (schedules: 0, operations: 0, acknowledged: 0, faults: 0, syncs: 0)
     let seeds: [UInt64] = command.minutes != nil ? [command.seeds.lowerBound] : Array(command.seeds)
@@ -144,6 +150,8 @@ func runMain() -> Int32 {
         options.quiesceSeconds = command.quiesce
         options.faultsPerSchedule = command.faults
         options.tamper = command.tamper
+        options.capabilities = capabilities
+        options.restoreFaults = command.restoreFaults
         options.killHubs = command.minutes == nil || command.killHubs
         if command.minutes != nil {
             // Spread the faults over the run: about one per 20 operations.
