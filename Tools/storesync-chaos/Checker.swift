@@ -328,16 +328,15 @@ struct Checker {
             guard let result = try? Child.run(binary, ["stock", "show", "--db", terminal.database, "--format", "json"], scratch: scratch,
                                               stderr: terminal.log, timeout: 60),
                   result.exit == .exited(0),
-                  let levels = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]] else {
+                  let levels = try? JSONDecoder().decode([StockLevelJSON].self, from: Data(result.stdout.utf8)) else {
                 problems.append("[stock] `storesync stock show` failed on \(terminal.name)")
                 continue
             }
             for level in levels {
-                guard let sku = level["sku"] as? String, let stock = (level["stock"] as? NSNumber)?.int64Value,
-                      let signals = level["signals"] as? Int, signals > 0 else { continue }
-                let mine = snapshot.stock["\(terminal.store.id)/\(sku)"]
-                if mine != stock {
-                    problems.append("[stock] \(terminal.name) \(sku): `stock show` says \(stock), recomputed from the signals \(mine.map { "\($0)" } ?? "nothing")")
+                guard level.signals > 0 else { continue }
+                let mine = snapshot.stock["\(terminal.store.id)/\(level.sku)"]
+                if mine != level.stock {
+                    problems.append("[stock] \(terminal.name) \(level.sku): `stock show` says \(level.stock), recomputed from the signals \(mine.map { "\($0)" } ?? "nothing")")
                 }
             }
         }
@@ -354,12 +353,12 @@ struct Checker {
         guard let result = try? Child.run(binary, ["report", "--db", hq.database, "--view", "sales", "--by", "store", "--format", "json"],
                                           scratch: scratch, stderr: hq.log, timeout: 60),
               result.exit == .exited(0),
-              let rows = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]] else {
+              let rows = try? JSONDecoder().decode([SalesRowJSON].self, from: Data(result.stdout.utf8)) else {
             return ["[views] `storesync report --view sales` failed on hq"]
         }
         var view: [String: Int64] = [:]
         for row in rows {
-            guard let store = row["store"] as? String, let revenue = row["revenue"] as? String else { continue }
+            guard let store = row.store, let revenue = row.revenue else { continue }
             view[store] = cents(revenue)
         }
         for store in stores {

@@ -162,11 +162,6 @@ final class Schedule {
         return result.stdout
     }
 
-    private func jsonObject(_ text: String) -> [String: Any]? {
-        guard let line = text.split(separator: "\n").last,
-              let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
-        return object
-    }
 
     // MARK: topology
 
@@ -409,7 +404,7 @@ final class Schedule {
         let sequence = log.next()
         let result = try write(["lead", "add", "--db", terminal.database, "--name", name, "--phone", phone, "--source", source,
                                 "--score", "\(score)", "--owner", owner, "--format", "json"], log: terminal.log, key: requestKey(sequence))
-        let id = result.exit == .exited(0) ? jsonObject(result.stdout)?["id"] as? String : nil
+        let id = result.exit == .exited(0) ? decodeLastLine(CreatedJSON.self, result.stdout)?.id : nil
         let outcome: Outcome = id != nil ? .acknowledged : .unknown
         log.inserts.append(InsertRecord(sequence: sequence, table: "leads", id: id, store: terminal.store.id, terminal: terminal.name,
                                         outcome: outcome))
@@ -513,9 +508,9 @@ final class Schedule {
             if let lead { arguments += ["--lead", lead.id] }
             let sequence = log.next()
             let result = try write(arguments, log: terminal.log, key: requestKey(sequence))
-            let object = result.exit == .exited(0) ? jsonObject(result.stdout) : nil
-            let sale = object?["id"] as? String
-            let signal = object?["signal"] as? String
+            let object = result.exit == .exited(0) ? decodeLastLine(CreatedJSON.self, result.stdout) : nil
+            let sale = object?.id
+            let signal = object?.signal
             let outcome: Outcome = sale != nil && signal != nil ? .acknowledged : .unknown
             log.inserts.append(InsertRecord(sequence: sequence, table: "sales", id: sale, store: terminal.store.id, terminal: terminal.name,
                                             outcome: outcome, amountCents: cents))
@@ -528,7 +523,7 @@ final class Schedule {
     private func insert(_ arguments: [String], table: String, terminal: TerminalNode, detail: String) throws {
         let sequence = log.next()
         let result = try write(arguments, log: terminal.log, key: requestKey(sequence))
-        let id = result.exit == .exited(0) ? jsonObject(result.stdout)?["id"] as? String : nil
+        let id = result.exit == .exited(0) ? decodeLastLine(CreatedJSON.self, result.stdout)?.id : nil
         log.inserts.append(InsertRecord(sequence: sequence, table: table, id: id, store: terminal.store.id, terminal: terminal.name,
                                         outcome: id != nil ? .acknowledged : .unknown))
         history.record(.op, "#\(sequence) \(terminal.name) \(detail) -> \(id ?? "?") \(result.exit)\(result.timedOut ? " (timed out)" : "")")
@@ -787,8 +782,8 @@ final class Schedule {
             for terminal in terminals where !terminal.live {
                 let result = try storesync(["sync", "--db", terminal.database, "--hub", terminal.link.address, "--timeout-s", "15",
                                             "--format", "json"], log: terminal.log, timeout: 60)
-                if result.exit == .exited(0), let object = jsonObject(result.stdout) {
-                    moved += ((object["pushed_rows"] as? Int) ?? 0) + ((object["pulled_rows"] as? Int) ?? 0)
+                if result.exit == .exited(0), let object = decodeLastLine(SyncJSON.self, result.stdout) {
+                    moved += (object.pushed_rows ?? 0) + (object.pulled_rows ?? 0)
                 } else {
                     failed += 1
                 }
