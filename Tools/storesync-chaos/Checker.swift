@@ -273,7 +273,11 @@ struct Checker {
             let key = parts[1..<(parts.count - 1)].joined(separator: "/")
             let ordered = writes.sorted { $0.sequence < $1.sequence }
             guard let lastAcknowledged = ordered.lastIndex(where: { $0.outcome == .acknowledged }) else { continue }
-            let writers = Set(ordered.map(\.writer))
+            // A lead's first write is its `lead add`; every later write of it (an update, a stage
+            // move) was made on a terminal that held the lead, so after it in causal (and version)
+            // order. The register's final value is then determined when those later writes come
+            // from one terminal.
+            let writers = table == "leads" ? Set(ordered.dropFirst().map(\.writer)) : Set(ordered.map(\.writer))
             let allowed = Set(ordered[lastAcknowledged...].map(\.value))
             let store: String
             if table == "stores" {
@@ -290,7 +294,7 @@ struct Checker {
                     continue
                 }
                 let value = render(row[index])
-                if writers.count == 1 {
+                if writers.count <= 1 {
                     if !allowed.contains(value) {
                         let acknowledged = ordered[lastAcknowledged]
                         problems.append("[lost-update] \(holder) \(table) \(key) \(column) = \(value); the last acknowledged write (#\(acknowledged.sequence) by \(acknowledged.writer)) set \(acknowledged.value)"
