@@ -313,7 +313,9 @@ final class Schedule {
                 failures.append("harness: cannot tamper (\(tamper.rawValue)): \(error)")
             }
         }
-        if failures.isEmpty {
+        // The checks run after every schedule the harness itself completed, also after a
+        // [crash] or a missed quiescence (they then say what diverged).
+        if !failures.contains(where: { $0.hasPrefix("harness:") }) {
             let checker = Checker(directory: directory, binary: options.binary, hq: hq, regional: regional, terminals: terminals,
                                   stores: stores, log: log)
             failures += checker.check()
@@ -361,6 +363,7 @@ final class Schedule {
         let faultChance = Double(options.faultsPerSchedule) / Double(max(options.operations, 1))
         while !finished {
             try runDeferred(all: false)
+            try noticeUnexpectedExits()
             reapSyncs()
             sampleResources()
             let roll = rng.unit()
@@ -587,6 +590,27 @@ final class Schedule {
         }
     }
 
+    /// A hub or live agent that ended without being killed is a finding ([crash]); it is
+    /// started again so the schedule goes on.
+    private func noticeUnexpectedExits() throws {
+        for hub in [hq] + regional.values.sorted(by: { $0.name < $1.name }) {
+            guard let pid = hub.pid, let exit = Child.poll(pid) else { continue }
+            hub.pid = nil
+            hub.port = nil
+            for proxy in hub.inbound { proxy.retarget(nil) }
+            failures.append("[crash] \(hub.name) (pid \(pid)) ended by itself with \(exit); see \(hub.log)")
+            history.record(.note, "\(hub.name) ended by itself with \(exit)")
+            try startHub(hub)
+        }
+        for terminal in terminals {
+            guard let pid = terminal.livePid, let exit = Child.poll(pid) else { continue }
+            terminal.livePid = nil
+            failures.append("[crash] \(terminal.name)'s live agent (pid \(pid)) ended by itself with \(exit); see \(terminal.log)")
+            history.record(.note, "\(terminal.name)'s live agent ended by itself with \(exit)")
+            try startLive(terminal)
+        }
+    }
+
     // MARK: faults
 
     private func injectFault() throws {
@@ -776,6 +800,7 @@ final class Schedule {
         var rounds = 0
         var calmRounds = 0
         while Date() < deadline {
+            try noticeUnexpectedExits()
             rounds += 1
             var moved = 0
             var failed = 0
@@ -830,12 +855,12 @@ final class Schedule {
         for process in running {
             let exit = Child.wait(process.pid, until: Date().addingTimeInterval(30))
             if let exit {
-                if exit != .exited(0) && process.isHub && failures.isEmpty {
+                if exit != .exited(0) && process.isHub {
                     failures.append("\(process.name) exited with \(exit) after SIGTERM, not 0 (README: a hub stops cleanly on SIGTERM)")
                 }
             } else {
                 Child.kill(process.pid)
-                if process.isHub && failures.isEmpty {
+                if process.isHub {
                     failures.append("\(process.name) did not exit within 30 s of SIGTERM")
                 }
             }
