@@ -250,6 +250,9 @@ struct Checker {
                 problems.append("[rules] \(name) holds \(count) promotions for one (target, crossing signal) \(cause)")
             }
         }
+        // 3. a concurrent won and lost (both acknowledged: neither terminal had seen the other's
+        // move, or it would have refused its own) keeps won and is flagged for review.
+        problems += checkWonLost(snapshots)
         // 6. HQ's sales view
         problems += checkSalesView(snapshots)
         return problems
@@ -308,6 +311,24 @@ struct Checker {
                         problems.append("[lost-update] \(holder) lead \(key) stage = \(value) after moves by \(writers.sorted()) to \(ordered.map { "\($0.value)\($0.outcome == .acknowledged ? "" : "?")" })")
                     }
                 }
+            }
+        }
+        return problems
+    }
+
+    private func checkWonLost(_ snapshots: [String: Snapshot]) -> [String] {
+        guard let central = snapshots[hq.name], let reviews = central.tables["rule_reviews"],
+              let subject = reviews.index("subject_id"), let action = reviews.index("action") else { return [] }
+        let flagged = Set(reviews.rows.values.filter { render($0[action]) == "won_lost_conflict" }.map { render($0[subject]) })
+        var problems: [String] = []
+        let moves = log.registers.filter { $0.register.hasPrefix("leads/") && $0.register.hasSuffix("/stage") && $0.outcome == .acknowledged }
+        for (register, writes) in Dictionary(grouping: moves, by: \.register).sorted(by: { $0.key < $1.key }) {
+            guard let won = writes.first(where: { $0.value == "won" }), let lost = writes.first(where: { $0.value == "lost" }) else { continue }
+            let lead = register.split(separator: "/").dropFirst().first.map(String.init) ?? ""
+            let stage = central.tables["leads"]?.rows[lead].flatMap { row in central.tables["leads"]?.index("stage").map { render(row[$0]) } }
+            if stage != "won" || !flagged.contains(lead) {
+                problems.append("[lost-update] lead \(lead): acknowledged won (#\(won.sequence) by \(won.writer)) and lost (#\(lost.sequence) by \(lost.writer)); hq has stage \(stage ?? "none")"
+                                + (flagged.contains(lead) ? "" : " and no won_lost_conflict review"))
             }
         }
         return problems

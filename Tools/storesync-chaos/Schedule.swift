@@ -68,6 +68,8 @@ private struct LeadState {
     /// The target of the last acknowledged stage move (`reached` at creation).
     var stage: String
     var phone: String
+    /// Each terminal's last acknowledged move of the lead.
+    var stageBy: [String: String] = [:]
 }
 
 private let funnel = ["reached", "needs-confirmed", "demo", "negotiation", "won"]
@@ -101,6 +103,8 @@ final class Schedule {
     private var lastSample = Date.distantPast
     private let started = Date()
     private var failures: [String] = []
+    private var offlineTerminal: TerminalNode?
+    private var offlineAfter = 0
 
     init(options: ScheduleOptions) throws {
         self.options = options
@@ -232,11 +236,11 @@ final class Schedule {
             proxy.setFaults(faults)
             history.record(.fault, "link \(proxy.name) baseline \(faults)")
         }
+        // The offline terminal goes offline after a warm-up (so it knows its colleagues' leads
+        // and its stage moves can race theirs), and stays offline until the heal with a backlog.
         if rng.chance(0.7), let offline = rng.pick(terminals.filter { !$0.live }) {
-            offline.offline = true
-            offline.link.setDown(true)
-            faults += 1
-            history.record(.fault, "terminal \(offline.name) offline until the heal (link refuses)")
+            offlineTerminal = offline
+            offlineAfter = rng.int(0...(max(options.operations, 1) * 3 / 10))
         }
         for terminal in terminals where terminal.live { try startLive(terminal) }
         history.record(.note, "storesync capabilities: \(options.capabilities)\(options.restoreFaults ? ", restore faults on" : "")")
@@ -365,6 +369,12 @@ final class Schedule {
             try runDeferred(all: false)
             try noticeUnexpectedExits()
             reapSyncs()
+            if let offline = offlineTerminal, !offline.offline, operations >= offlineAfter {
+                offline.offline = true
+                offline.link.setDown(true)
+                faults += 1
+                history.record(.fault, "terminal \(offline.name) offline from now until the heal (link refuses), after \(operations) operations")
+            }
             sampleResources()
             let roll = rng.unit()
             if rng.chance(faultChance) {
@@ -455,8 +465,14 @@ final class Schedule {
     }
 
     private func moveStage(_ terminal: TerminalNode) throws {
-        let open = leads.indices.filter { leads[$0].store == terminal.store.id && leads[$0].stage != "won" && leads[$0].stage != "lost" }
-        guard let index = rng.pick(open) else { return try addLead(terminal) }
+        // A terminal moves a lead from what it last saw of it: the last acknowledged move overall,
+        // or, half the time, its own last move (it may not have pulled a colleague's yet, which
+        // is how concurrent moves, won against lost among them, reach the hub).
+        func view(_ lead: LeadState, from mover: String) -> String {
+            rng.chance(0.5) ? lead.stage : (lead.stageBy[mover] ?? "reached")
+        }
+        let candidates = leads.indices.filter { leads[$0].store == terminal.store.id }
+        guard let index = rng.pick(candidates) else { return try addLead(terminal) }
         // Mostly the lead's creator moves it; sometimes a colleague on the store's other terminal.
         let mover: TerminalNode
         if rng.chance(0.8) {
@@ -464,16 +480,21 @@ final class Schedule {
         } else {
             mover = terminal
         }
-        let current = funnel.firstIndex(of: leads[index].stage) ?? 0
+        let seen = view(leads[index], from: mover.name)
+        guard seen != "won" && seen != "lost" else { return try logVisit(terminal) }
+        let current = funnel.firstIndex(of: seen) ?? 0
         let target = rng.chance(0.12) ? "lost" : funnel[min(current + 1, funnel.count - 1)]
         let sequence = log.next()
         let result = try write(["lead", "stage", "--db", mover.database, "--id", leads[index].id, "--to", target, "--format", "json"],
-                                   log: mover.log)
+                               log: mover.log)
         let outcome: Outcome = result.exit == .exited(0) ? .acknowledged : .unknown
         log.registers.append(RegisterWrite(sequence: sequence, register: "leads/\(leads[index].id)/stage", value: target,
                                            writer: mover.name, outcome: outcome))
-        if outcome == .acknowledged { leads[index].stage = target }
-        history.record(.op, "#\(sequence) \(mover.name) lead stage \(leads[index].id) -> \(target) \(result.exit)")
+        if outcome == .acknowledged {
+            leads[index].stage = target
+            leads[index].stageBy[mover.name] = target
+        }
+        history.record(.op, "#\(sequence) \(mover.name) lead stage \(leads[index].id) \(seen) -> \(target) \(result.exit)")
     }
 
     private func logVisit(_ terminal: TerminalNode) throws {
@@ -727,6 +748,7 @@ final class Schedule {
                     history.record(.heal, "SIGCONT \(hub.name)")
                 }
             case .linkUp(let proxy):
+                if !all && terminals.contains(where: { $0.offline && $0.link === proxy }) { continue }  // stays down until the heal
                 proxy.setDown(false)
                 history.record(.heal, "link \(proxy.name) up")
             case .baseline(let proxy):
