@@ -61,6 +61,12 @@ let package = Package(
             dependencies: ["TLS", "Crypto", "COpenSSL"],
             path: "Tools/storesync-tls-bench"
         ),
+        // Fault-injection harness: real storesync processes behind its own proxies (RELIABILITY.md).
+        .executableTarget(
+            name: "storesync-chaos",
+            dependencies: ["SQLite", "LockBox"],
+            path: "Tools/storesync-chaos"
+        ),
         // libFuzzer target for the Wire decoder; a corpus replay tool in a normal build.
         .executableTarget(
             name: "storesync-wire-fuzz",
@@ -78,7 +84,7 @@ let package = Package(
         .testTarget(name: "TLSTests", dependencies: ["TLS", "Crypto", "COpenSSL"], exclude: ["python_tls_client.py"]),
         .testTarget(name: "RetailTests", dependencies: ["Retail", "SyncEngine", "SQLite", "RetailHub", "Hub", "Terminal", "Wire", "Net", "Logging"]),
         // Drives the built storesync binary end to end, as users' scripts do.
-        .testTarget(name: "CLITests", dependencies: ["storesync", "SQLite", "SyncEngine", "Retail", "RetailHub", "Hub", "Terminal", "Net", "Wire", "Logging"]),
+        .testTarget(name: "CLITests", dependencies: ["storesync", "storesync-chaos", "SQLite", "SyncEngine", "Retail", "RetailHub", "Hub", "Terminal", "Net", "Wire", "Logging"]),
     ]
 )
 
