@@ -176,10 +176,15 @@ final class StockLedgerTests: XCTestCase {
         XCTAssertEqual(signals.values.reduce(0) { $0 + $1.count }, written.count, "the hub holds every signal, seed \(seed)")
         let expected = skus.filter { signals[$0] != nil }.map { ($0, Self.referenceFold(signals[$0] ?? [], threshold: threshold[$0])) }
 
+        // A SKU with a safety threshold is listed even before its first signal, at stock 0
+        // (StockLedger.levels lists signals' and thresholds' SKUs): a seed that wrote no signal
+        // of K1 made this reference wrong once in many runs.
+        let folds = Dictionary(uniqueKeysWithValues: expected)
+        let listed = skus.filter { signals[$0] != nil || threshold[$0] != nil }
         for replica in [hub.replica] + observers {
             let levels = try StockLedger.levels(in: replica, store: "S1")
-            XCTAssertEqual(levels.map(\.sku), expected.map(\.0), "seed \(seed)")
-            XCTAssertEqual(levels.map(\.stock), expected.map { $0.1.last?.stock ?? 0 }, "seed \(seed)")
+            XCTAssertEqual(levels.map(\.sku), listed, "seed \(seed)")
+            XCTAssertEqual(levels.map(\.stock), listed.map { folds[$0]?.last?.stock ?? 0 }, "seed \(seed)")
         }
         for (sku, steps) in expected {
             let rows = try hub.replica.rows(
