@@ -7,7 +7,8 @@ public import Terminal
 
 /// A retail hub (HQ or a regional hub) as `storesync hub` runs it, assembled in this one place
 /// for the CLI, the demo and the benchmarks: the replica served with the retail scopes
-/// (`RetailScopePolicy` over the stores it knows), the central rules (`RetailHubRules`), the
+/// (`RetailScopePolicy` over the stores it knows), pushed rows checked against the application
+/// schema (`RetailPushValidator`, INVALID_VALUE), the central rules (`RetailHubRules`), the
 /// consolidated views (`RetailViewProvider`), the relay to HQ when it has an upstream
 /// (`UpstreamRelay`), and a watcher that announces reference data written into the file by
 /// other processes (an operator's `storesync store add`) to the live sessions it concerns.
@@ -43,6 +44,8 @@ public final class RetailHubNode: Sendable {
         self.replica = replica
         var configuration = options.configuration
         configuration.widestTableColumns = RetailSchema.widestTableColumns
+        // Every pushed row is checked against the application schema before its batch merges.
+        configuration.pushValidator = RetailPushValidator()
         let scopes = RetailScopePolicy(own: scope, directory: StoreDirectory(reader: try replica.makeReader()))
         let views = RetailViewProvider(reader: try replica.makeReader(), clock: replica.clock)
         let rules = options.runsRules ? try RetailHubRules(replica: replica, logger: logger.child("rules")) : nil

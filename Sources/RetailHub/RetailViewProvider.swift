@@ -13,11 +13,15 @@ public struct RetailViewProvider: ViewProvider {
     }
 
     public func answer(view: String, parameters: [(name: String, value: String)]) throws -> (columns: [String], rows: [[Value]]) {
+        guard ReportQuery.View(rawValue: view) != nil else {
+            throw ViewRefusal("unknown view \(view); views are \(ReportQuery.View.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         let query: ReportQuery
         do {
             query = try ReportQuery(view: view, parameters: parameters)
         } catch {
-            throw ViewRefusal("\(error)")
+            // A known view: what is wrong is a parameter (UNKNOWN_VIEW stays for unknown names).
+            throw ViewRefusal.badParameter(error.description)
         }
         let now = Int64(bitPattern: clock.wallMilliseconds())
         let table = try RetailViews.run(query, from: reader, nowMilliseconds: now)

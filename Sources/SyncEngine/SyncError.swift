@@ -79,6 +79,17 @@ extension SyncError {
     public var isDiskFull: Bool { category == .diskFull }
     public var isPermissionDenied: Bool { category == .permissionDenied }
     public var isNotAReplica: Bool { category == .notAReplica }
+
+    /// The category of any error the engine or SQLite throws (`SyncError`, `ReplicaFileError`,
+    /// `SQLiteError`); nil for anything else. The one classification callers share.
+    public static func category(of error: any Error) -> Category? {
+        switch error {
+        case let error as SyncError: return error.category
+        case let error as ReplicaFileError: return error.category
+        case let error as SQLiteError: return SyncError.storage(error).category
+        default: return nil
+        }
+    }
 }
 
 /// Runs work that may throw the caller's own errors: SQLite's become `SyncError.storage`, every

@@ -119,21 +119,14 @@ public struct SyncFailure: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The cause of a local error, from the SQLite code it carries (directly or wrapped).
+    /// The cause of a local error, from the engine's classification (`SyncError.category(of:)`).
     public static func localCause(of error: any Error) -> LocalCause? {
-        let sqlite: SQLiteError
-        if let error = error as? SQLiteError {
-            sqlite = error
-        } else if case .storage(let error)? = error as? SyncError {
-            sqlite = error
-        } else {
-            return nil
+        switch SyncError.category(of: error) {
+        case .diskFull?: return .diskFull
+        case .busy?: return .databaseBusy
+        case .permissionDenied?: return .permissionDenied
+        case .notAReplica?, .refused?, .storage?, nil: return nil
         }
-        if sqlite.isDiskFull { return .diskFull }
-        if sqlite.isBusy { return .databaseBusy }
-        // SQLITE_PERM 3, SQLITE_READONLY 8, SQLITE_AUTH 23 (CANTOPEN is also a missing directory).
-        if [3, 8, 23].contains(sqlite.code) { return .permissionDenied }
-        return nil
     }
 
     public var description: String {

@@ -173,4 +173,35 @@ final class HubValidationTests: XCTestCase {
         guard case .viewRows(let rows) = try analyst.receive(timeout: .seconds(20)) else { return XCTFail("no VIEW_ROWS") }
         XCTAssertEqual(rows.rows, [[.text("S1"), .text("123.45"), .integer(2), .integer(1)]])
     }
+
+    /// A known view asked with a bad parameter is BAD_VIEW_PARAMETER (43), naming what is wrong;
+    /// an unknown view stays UNKNOWN_VIEW; the hub answers the next good request.
+    func testAKnownViewWithABadParameterGetsBadViewParameter() throws {
+        let fixture = try Fixture()
+        func ask(_ view: String, _ parameters: [(String, String)]) throws -> Message {
+            let analyst = try fixture.session(.random(), role: .hub)
+            try analyst.send(.viewRequest(ViewRequest(requestID: 1, view: view,
+                                                      parameters: parameters.map { ViewParameter(name: $0.0, value: $0.1) })))
+            return try analyst.receive(timeout: .seconds(20))
+        }
+        let bad: [(parameters: [(String, String)], says: String)] = [
+            ([("by", "month")], "by is one of"),
+            ([("from", "2026-13-01")], "from must be a date"),
+            ([("to", "yesterday")], "to must be a date"),
+            ([("from", "2026-03-02"), ("to", "2026-03-01")], "to is before from"),
+            ([("colour", "red")], "unknown parameter"),
+        ]
+        for (parameters, says) in bad {
+            guard case .error(let error) = try ask("sales", parameters) else { return XCTFail("\(parameters): no ERROR") }
+            XCTAssertEqual(error.code, .badViewParameter, "\(parameters): \(error.message)")
+            XCTAssertEqual(error.code.rawValue, 43)
+            XCTAssertTrue(error.message.contains(says), "\(parameters): \(error.message)")
+        }
+        guard case .error(let unknown) = try ask("salse", [("by", "store")]) else { return XCTFail("unknown view: no ERROR") }
+        XCTAssertEqual(unknown.code, .unknownView, unknown.message)
+        guard case .viewRows(let rows) = try ask("sales", [("by", "region"), ("from", "2026-03-01")]) else {
+            return XCTFail("a good request after the refusals got no VIEW_ROWS")
+        }
+        XCTAssertTrue(rows.final)
+    }
 }

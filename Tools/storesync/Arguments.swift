@@ -38,8 +38,13 @@ enum FailureKind: String, Sendable {
     case notFound = "not_found"
     /// Another process holds the replica file (`hub`, `sync --live`).
     case inUse = "in_use"
-    /// The hub refused for a reason a person must fix (scope, credentials, schema, conflict).
+    /// The hub refused for a reason a person must fix (scope, credentials, schema).
     case refused
+    /// Another database holds this replica id (a clone or a restored backup), detected by the
+    /// hub (REPLICA_CONFLICT) or by the client: run `storesync reidentify`.
+    case replicaConflict = "replica_conflict"
+    /// A hub refused a view's parameter (BAD_VIEW_PARAMETER).
+    case badViewParameter = "bad_view_parameter"
     /// The command's input was refused by the domain (unknown lead, a forbidden stage move).
     case rejected
     case failed

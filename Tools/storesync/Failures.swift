@@ -4,10 +4,8 @@ import Terminal
 import Wire
 
 /// How a failure reaches a script: its kind (`--format json`'s `error`), whether it is worth
-/// retrying (exit code 75) and its message, which never carries personal data.
-///
-/// Seam: the engine is to classify its own errors (disk full, busy, permission) in `SyncError`;
-/// until then the SQLite codes they carry are read here (`SyncFailure.localCause(of:)`).
+/// retrying (exit code 75) and its message, which never carries personal data. Local storage
+/// failures are classified by the engine (`SyncError.category(of:)`), in one place.
 struct Failure {
     var kind: FailureKind
     var message: String
@@ -21,14 +19,7 @@ struct Failure {
         case let failure as SyncFailure:
             self.init(kind: Failure.kind(of: failure), message: failure.description)
         default:
-            let kind: FailureKind
-            switch SyncFailure.localCause(of: error) {
-            case .diskFull?: kind = .diskFull
-            case .databaseBusy?: kind = .databaseBusy
-            case .permissionDenied?: kind = .permissionDenied
-            case nil: kind = .failed
-            }
-            self.init(kind: kind, message: "\(error)")
+            self.init(kind: SyncError.category(of: error).map(FailureKind.init) ?? .failed, message: "\(error)")
         }
     }
 
@@ -47,8 +38,10 @@ struct Failure {
             if failure.code == .serverBusy { return .hubBusy }
             if failure.code == .internal { return .hubInternal }
             if failure.code == .clockSkew { return .clockSkew }
+            if failure.code == .replicaConflict { return .replicaConflict }
             return .refused
         case .protocolViolation: return .failed
+        case .replicaConflict: return .replicaConflict
         case .local:
             switch failure.localCause {
             case .diskFull?: return .diskFull
@@ -61,7 +54,8 @@ struct Failure {
 
     var exitCode: ExitCode {
         switch kind {
-        case .usage: return .usage
+        // A view parameter the hub refused came from the command line: fix it there.
+        case .usage, .badViewParameter: return .usage
         default: return kind.isRetryable ? .retryable : .failure
         }
     }
@@ -89,4 +83,16 @@ func wantsJSON(_ arguments: [String]) -> Bool {
         if argument == "--format", index + 1 < arguments.count, arguments[index + 1] == "json" { return true }
     }
     return false
+}
+
+extension FailureKind {
+    /// The kind of a local failure the engine classified.
+    init(_ category: SyncError.Category) {
+        switch category {
+        case .busy: self = .databaseBusy
+        case .diskFull: self = .diskFull
+        case .permissionDenied: self = .permissionDenied
+        case .notAReplica, .refused, .storage: self = .failed
+        }
+    }
 }

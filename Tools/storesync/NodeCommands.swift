@@ -10,14 +10,13 @@ func openReplica(_ path: String) throws -> Replica {
         throw CommandError("no replica at \(path); create one with `storesync init`", kind: .notFound)
     }
     try checkAccess(path)
-    if let reason = notAReplica(path) {
+    if case .other(let reason) = try probeReplica(path) {
         throw CommandError("\(path) is not a StoreSync replica (\(reason)); create one with `storesync init`")
     }
     do {
         return try Replica(path: path, schema: RetailSchema.all)
-    } catch let error as SyncError {
-        let failure = Failure(error)
-        throw CommandError("cannot open \(path): \(error)", kind: failure.kind)
+    } catch {
+        throw CommandError("cannot open \(path): \(error)", kind: Failure(error).kind)
     }
 }
 
@@ -74,7 +73,7 @@ func runInit(_ arguments: Arguments) throws {
         settings = NodeSettings(kind: .hq, scope: "all")
     }
     let existed = FileManager.default.fileExists(atPath: path)
-    if existed, let reason = notAReplica(path) {
+    if existed, case .other(let reason) = try probeReplica(path) {
         throw CommandError("\(path) exists and is not a StoreSync replica (\(reason)); init leaves it untouched, choose another path")
     }
     let replica: Replica
@@ -94,21 +93,40 @@ func runInit(_ arguments: Arguments) throws {
     print("created \(settings.kind.rawValue) replica \(replica.id) for \(settings.scope) at \(path)")
 }
 
-/// Why an existing file must not become a replica, or nil when it may: an empty file, or a
-/// replica already (`sync_state` exists). Opening any other SQLite database as a replica would
-/// add the engine's and the retail tables to it, so a mistyped path could alter someone's data.
-private func notAReplica(_ path: String) -> String? {
+/// What an existing file is, before `Replica.init` opens it: opening any SQLite database as a
+/// replica would add the engine's and the retail tables to it, so a mistyped path could alter
+/// someone's data.
+private enum FileProbe {
+    /// An empty file (a replica may be created in it) or a replica already (`sync_state` exists).
+    case replicaOrEmpty
+    /// Something else, and why: it must not become a replica.
+    case other(String)
+}
+
+/// Looks at the file read-only. Only a file SQLite reads and finds to be another database, or
+/// finds not to be a database at all, is "not a replica"; any other failure (no permission, a
+/// busy or damaged disk) is reported as what the engine classifies it to be.
+private func probeReplica(_ path: String) throws -> FileProbe {
     let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
-    if size == 0 { return nil }
+    if size == 0 { return .replicaOrEmpty }
     var options = Database.Options()
     options.readOnly = true
     options.walMode = false
     do {
         let database = try Database(path: path, options: options)
         let tables = try database.fetchScalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sync_state'")
-        return tables?.integerValue == 1 ? nil : "an SQLite database without StoreSync's tables"
+        return tables?.integerValue == 1 ? .replicaOrEmpty : .other("an SQLite database without StoreSync's tables")
     } catch {
-        return "not an SQLite database"
+        let category = SyncError.category(of: error) ?? .storage
+        switch category {
+        case .notAReplica:
+            return .other("not an SQLite database")
+        case .permissionDenied:
+            throw CommandError("permission denied: this user cannot read \(path) (\(error)); "
+                               + "run as the replica's owner or fix the permissions", kind: .permissionDenied)
+        case .busy, .diskFull, .refused, .storage:
+            throw CommandError("cannot read \(path): \(error)", kind: FailureKind(category))
+        }
     }
 }
 
@@ -163,5 +181,35 @@ func runBackup(_ arguments: Arguments) throws {
         try printJSON(["backup": target, "replica": replica.id.description])
     } else {
         print("backed up replica \(replica.id) to \(target)")
+    }
+}
+
+/// `storesync reidentify --db PATH [--format text|json]`: gives a replica file a new replica id
+/// (`Replica.reidentify(path:)`), what a hub's REPLICA_CONFLICT tells the operator of a clone or
+/// a restored copy to run. Its rows stay and count as its own writes (pushed again under the new
+/// id, idempotently). Takes the replica's lock: no `hub` or `sync --live` may run on the file.
+func runReidentify(_ arguments: Arguments) throws {
+    try arguments.rejectUnknown(allowed: ["db", "format"])
+    let format = try OutputFormat(arguments)
+    let path = try arguments.required("db")
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw CommandError("no replica at \(path)", kind: .notFound)
+    }
+    try checkAccess(path)
+    if case .other(let reason) = try probeReplica(path) {
+        throw CommandError("\(path) is not a StoreSync replica (\(reason))")
+    }
+    let lock = try lockReplica(path)
+    defer { withExtendedLifetime(lock) {} }
+    let change: IdentityChange
+    do {
+        change = try Replica.reidentify(path: path)
+    } catch {
+        throw CommandError("cannot give \(path) a new replica id: \(error)", kind: Failure(error).kind)
+    }
+    if format == .json {
+        try printJSON(["previous": change.previous.description, "replica": change.current.description])
+    } else {
+        print("replica \(change.previous) at \(path) is now replica \(change.current); sync it again")
     }
 }

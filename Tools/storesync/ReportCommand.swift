@@ -93,7 +93,13 @@ struct RemoteReport {
             throw CommandError("no answer from \(address): \(error)", kind: .timeout)
         }
         if case .error(let error) = message {
-            let kind: FailureKind = error.code == .serverBusy ? .hubBusy : error.code == .internal ? .hubInternal : .refused
+            let kind: FailureKind
+            switch error.code {
+            case .serverBusy: kind = .hubBusy
+            case .internal: kind = .hubInternal
+            case .badViewParameter: kind = .badViewParameter
+            default: kind = .refused
+            }
             throw CommandError("\(address) refused: \(error.message) (hub error \(error.code.rawValue))", kind: kind)
         }
         return message

@@ -46,14 +46,18 @@ func ensureLeadViews(_ replica: Replica) throws {
     try replica.write { tx in try LeadViews.install(in: tx.database) }
 }
 
-/// Runs a domain operation: a malformed value is a usage error (exit 64), a refusal (unknown
-/// lead, a stage the funnel does not allow) a failure (exit 1); messages carry no personal data.
+/// Runs a domain operation: a malformed value, or one the application schema refuses (too long,
+/// out of range: the same check hubs make on pushed rows), is a usage error (exit 64: the value
+/// came from an option); a refusal (unknown lead, a stage the funnel does not allow) a failure
+/// (exit 1); messages carry no personal data.
 func retail<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch let error as RetailError {
-        if case .invalidValue = error { throw UsageError(message: error.description) }
-        throw CommandError(error.description, kind: .rejected)
+        switch error {
+        case .invalidValue, .schemaViolation: throw UsageError(message: error.description)
+        case .unknownLead, .stageChange, .wrongNode: throw CommandError(error.description, kind: .rejected)
+        }
     }
 }
 

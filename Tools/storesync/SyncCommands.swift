@@ -78,7 +78,7 @@ func runSync(_ arguments: Arguments) throws {
 
     let signals = TerminationSignals()
     // One live agent per file: a second would push the same rows as the same peer.
-    let lock = try ReplicaFileLock(replicaPath: path, command: lockHolderDescription())
+    let lock = try lockReplica(path)
     defer { withExtendedLifetime(lock) {} }
     let agent = LiveSyncAgent(replica: replica, options: options, logger: logger) { event in
         switch event {
@@ -102,20 +102,11 @@ func runSync(_ arguments: Arguments) throws {
     logger.notice("stopping", [("signal", "\(signal)")])
     watcher.stop()
     agent.stop()
-    checkpointOnStop(replica, logger: logger)
+    closeOnStop(replica, logger: logger)
 }
 
 func milliseconds(_ duration: Duration) -> Int64 {
     duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-}
-
-/// A clean stop leaves the replica in its main file alone (the WAL merged into it).
-private func checkpointOnStop(_ replica: Replica, logger: Logger) {
-    do {
-        try checkpointWAL(replica)
-    } catch {
-        logger.warning("cannot merge the write-ahead log into the replica file", [("error", "\(error)")])
-    }
 }
 
 private func recordSuccessfulSync(_ replica: Replica) throws {
@@ -161,7 +152,7 @@ func runHub(_ arguments: Arguments) throws {
     }
     let signals = TerminationSignals()
     // One hub per file: a second would serve (and relay) the same replica as the same peer.
-    let lock = try ReplicaFileLock(replicaPath: path, command: lockHolderDescription())
+    let lock = try lockReplica(path)
     defer { withExtendedLifetime(lock) {} }
     let descriptors = raiseDescriptorLimit()
     if descriptors < UInt64(configuration.maxConnections) {
@@ -183,7 +174,7 @@ func runHub(_ arguments: Arguments) throws {
     let signal = signals.wait()
     logger.notice("draining", [("signal", "\(signal)")])
     node.stop()
-    checkpointOnStop(replica, logger: logger)
+    closeOnStop(replica, logger: logger)
 }
 
 /// Raises the soft descriptor limit to the hard one (a hub holds one descriptor per terminal)

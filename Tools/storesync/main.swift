@@ -13,6 +13,8 @@ let usage = """
       status   --db PATH [--format text|json]
       backup   --db PATH --to NEW_PATH [--format text|json]
                an online, consistent copy (safe while hub or sync --live runs); the way to back up
+      reidentify --db PATH [--format text|json]
+               a new replica id for a clone or a restored copy a hub refused (REPLICA_CONFLICT)
 
     syncing:
       sync     --db PATH --hub HOST:PORT [--live] [--format text|json] [--timeout-s N] [--log-level L]
@@ -55,6 +57,7 @@ let commands: [String: Command] = [
     "init": Command(flags: ["terminal", "hub", "hq"], run: runInit),
     "status": Command(flags: [], run: runStatus),
     "backup": Command(flags: [], run: runBackup),
+    "reidentify": Command(flags: [], run: runReidentify),
     "sync": Command(flags: ["live"], run: runSync),
     "hub": Command(flags: [], run: runHub),
     "report": Command(flags: [], run: runReport),
