@@ -299,4 +299,38 @@ final class RestoreTests: CLITestCase {
         try stop(north)
         try stop(hq)
     }
+
+    /// A clone (a terminal's checkpointed file copied byte for byte, a cloned disk) and its
+    /// original both write and sync: the later one is refused with REPLICA_CONFLICT, the
+    /// operator runs `storesync reidentify` on it, and then every write of both reaches the hub,
+    /// HQ and both terminals. Found by the chaos harness's clone fault: the copy that kept the
+    /// id never received what the other wrote under that id before reidentifying (the hub left
+    /// rows of a puller's own origin out of its pulls).
+    func testACloneAndItsOriginalBothKeepEveryWriteAfterReidentify() throws {
+        let hq = try startHQ()
+        let north = try startNorth(upstream: hq.address)
+        try waitUntil("north holds its store") { try keys("north.sqlite", "stores") == ["N1"] }
+        try initTerminal("t1.sqlite")
+        var written = try guideWork("t1.sqlite", tag: "before")
+        try sync("t1.sqlite", north)
+        _ = try Database(path: path("t1.sqlite")).checkpoint(.truncate)
+        try FileManager.default.copyItem(atPath: path("t1.sqlite"), toPath: path("clone.sqlite"))
+
+        written.add(try guideWork("t1.sqlite", tag: "original"))
+        try sync("t1.sqlite", north)
+        written.add(try guideWork("clone.sqlite", tag: "clone"))
+        let refused = try storesync(["sync", "--db", path("clone.sqlite"), "--hub", north.address, "--format", "json"], expect: 1)
+        XCTAssertTrue(refused.stdout.contains("replica_conflict"), refused.stdout)
+        try storesync(["reidentify", "--db", path("clone.sqlite")])
+        try sync("clone.sqlite", north)
+        try sync("t1.sqlite", north)
+        try sync("clone.sqlite", north)
+
+        try waitUntil("HQ holds every acknowledged write of both") { try holds("hq.sqlite", written) }
+        try assertHolds("north.sqlite", written, "at the hub")
+        try assertHolds("t1.sqlite", written, "at the original (the clone's writes under the shared id too)")
+        try assertHolds("clone.sqlite", written, "at the reidentified clone")
+        try stop(north)
+        try stop(hq)
+    }
 }
