@@ -207,35 +207,18 @@ final class SyncSession {
     /// The allowed drift the hub announced (HELLO_ACK version 2), else our own bound.
     private var hubClockDrift: UInt64?
 
-    /// The settings that keep the hub's lease (PROTOCOL.md §7.3): `lease:<server id hex>` holds
-    /// the 16 bytes; `lease_server:<hub address>` (and `lease_server`, the last one used) name
-    /// the server id, since HELLO goes out before the server says who it is.
-    private static func leaseKey(_ server: String) -> String { "lease:\(server)" }
-    private var serverKeyForAddress: String { "lease_server:\(options.hub)" }
-    private static let lastServerKey = "lease_server"
-
-    /// The lease to present: the one from the server last seen at this address (or last seen at
-    /// all); empty when we hold none. A hub that does not know it (a new or restored hub, with a
-    /// new replica id) accepts any.
+    /// The lease to present (`StoredLease`); empty when we hold none.
     private func storedLease() throws(SyncFailure) -> [UInt8] {
         do {
-            for key in [serverKeyForAddress, Self.lastServerKey] {
-                guard case .text(let server)? = try replica.setting(key) else { continue }
-                if case .blob(let lease)? = try replica.setting(Self.leaseKey(server)), lease.count == Lease.byteCount { return lease }
-            }
-            return []
+            return try StoredLease(replica: replica, hub: options.hub).presented()
         } catch {
             throw failure(.local, "cannot read the stored lease: \(error)")
         }
     }
 
     private func storeLease(_ lease: [UInt8], server: ReplicaID) throws(SyncFailure) {
-        let id = server.description
         do {
-            try replica.setSetting(Self.leaseKey(id), .blob(lease))
-            for key in [serverKeyForAddress, Self.lastServerKey] where try replica.setting(key) != .text(id) {
-                try replica.setSetting(key, .text(id))
-            }
+            try StoredLease(replica: replica, hub: options.hub).store(lease, server: server)
         } catch {
             throw failure(.local, "cannot store the hub's lease: \(error)")
         }

@@ -67,40 +67,33 @@ final class HubCrashTests: CLITestCase {
     /// (The source channel, because the hub's central rules leave it alone: they may rewrite a
     /// lead's stage.)
     private func work(_ file: String, store: String, rows count: Int, keys: inout [String: Set<String>],
-                      sources: inout [String: String], random: inout SplitMix64) throws {
+                      sources: inout [String: String], owned: inout [String: [String]], random: inout SplitMix64) throws {
         let replica = try Replica(path: path(file), schema: RetailSchema.all)
-        let column = { (name: String) in try ColumnName(name) }
-        let own = sources.keys.filter { $0.hasPrefix(file) }.sorted()
+        let own = owned[file, default: []]
+        var created: [String] = []
         try replica.write { tx in
             for index in 0..<count {
                 let source = ["walk_in", "phone", "referral", "web", "event"].randomElement(using: &random) ?? "web"
                 switch Int.random(in: 0..<4, using: &random) {
                 case 0:
-                    let key = "\(file)-\(keys["leads", default: []].count)"
-                    try tx.insert(into: RetailSchema.leads.name, primaryKey: key,
-                                  [try column("store"): .text(store), try column("stage"): .text("reached"),
-                                   try column("source"): .text(source)])
+                    let key = try ValidRows.lead(tx, store: store, ["source": .text(source)])
                     keys["leads", default: []].insert(key)
                     sources[key] = source
+                    created.append(key)
                 case 1 where !own.isEmpty:
                     let key = own[Int.random(in: 0..<own.count, using: &random)]
-                    try tx.update(RetailSchema.leads.name, primaryKey: key, set: [try column("source"): .text(source)])
+                    try tx.update(RetailSchema.leads.name, primaryKey: key, set: [ValidRows.column("source"): .text(source)])
                     sources[key] = source
                 case 2:
-                    let key = UniqueID.make()
-                    try tx.insert(into: RetailSchema.sales.name, primaryKey: key, [
-                        try column("store"): .text(store), try column("sku"): .text("K\(index % 7)"),
-                        try column("quantity"): .integer(1), try column("amount_cents"): .integer(Int64(100 + index)),
-                    ])
+                    let key = try ValidRows.sale(tx, store: store, sku: "K\(index % 7)", amountCents: Int64(100 + index))
                     keys["sales", default: []].insert(key)
                 default:
-                    let key = UniqueID.make()
-                    try tx.insert(into: RetailSchema.visits.name, primaryKey: key,
-                                  [try column("store"): .text(store), try column("duration_min"): .integer(Int64(index % 50))])
+                    let key = try ValidRows.visit(tx, store: store, ["duration_min": .integer(Int64(index % 50))])
                     keys["visits", default: []].insert(key)
                 }
             }
         }
+        owned[file, default: []] += created
     }
 
     func testHubKilledMidMergeLosesAndDoublesNothing() throws {
@@ -113,7 +106,7 @@ final class HubCrashTests: CLITestCase {
             let hubReplica = try Replica(path: path("hub.sqlite"), schema: RetailSchema.all)
             try hubReplica.write { tx in
                 for store in ["N1", "N2"] {
-                    try tx.insert(into: RetailSchema.stores.name, primaryKey: store, [try ColumnName("region"): .text("north")])
+                    try ValidRows.store(tx, id: store, region: "north")
                 }
             }
         }
@@ -122,6 +115,7 @@ final class HubCrashTests: CLITestCase {
 
         var keys: [String: Set<String>] = [:]
         var sources: [String: String] = [:]
+        var owned: [String: [String]] = [:]
         var hub = try HubProcess(["--db", path("hub.sqlite"), "--listen", "127.0.0.1:0"], logURL: directory.appendingPathComponent("hub-0.log"))
         var killsWithPushesInFlight = 0
         var failedSyncs = 0
@@ -129,7 +123,7 @@ final class HubCrashTests: CLITestCase {
             var written = 0
             for (file, store) in terminals {
                 let count = Int.random(in: 150...600, using: &random)
-                try work(file, store: store, rows: count, keys: &keys, sources: &sources, random: &random)
+                try work(file, store: store, rows: count, keys: &keys, sources: &sources, owned: &owned, random: &random)
                 written += count
             }
             // Every terminal pushes at once; the hub dies when a random share of this cycle's

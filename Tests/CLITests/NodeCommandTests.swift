@@ -21,7 +21,7 @@ final class NodeCommandTests: CLITestCase {
         let hq = try Replica(path: path("hq.sqlite"), schema: RetailSchema.all)
         try hq.write { tx in
             for store in ["S1", "S2"] {
-                try tx.insert(into: RetailSchema.stores.name, primaryKey: store, [try ColumnName("region"): .text("north")])
+                try ValidRows.store(tx, id: store, region: "north")
             }
         }
         return try HubProcess(["--db", path("hq.sqlite"), "--listen", "127.0.0.1:0"] + extra, logURL: directory.appendingPathComponent("hq.log"))
@@ -33,15 +33,10 @@ final class NodeCommandTests: CLITestCase {
         var keys: Set<String> = []
         try replica.write { tx in
             for _ in 0..<leads {
-                let key = UniqueID.make()
-                try tx.insert(into: RetailSchema.leads.name, primaryKey: key,
-                              [try ColumnName("store"): .text(store), try ColumnName("stage"): .text("reached")])
-                keys.insert(key)
+                keys.insert(try ValidRows.lead(tx, store: store))
             }
             for _ in 0..<visits {
-                let key = UniqueID.make()
-                try tx.insert(into: RetailSchema.visits.name, primaryKey: key, [try ColumnName("store"): .text(store)])
-                keys.insert(key)
+                keys.insert(try ValidRows.visit(tx, store: store))
             }
         }
         return keys

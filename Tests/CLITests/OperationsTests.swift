@@ -17,8 +17,7 @@ final class OperationsTests: CLITestCase {
         let terminal = try Replica(path: path("t.sqlite"), schema: RetailSchema.all)
         try terminal.write { tx in
             for _ in 0..<rows {
-                try tx.insert(into: RetailSchema.leads.name, primaryKey: UniqueID.make(),
-                              [try ColumnName("store"): .text("S1"), try ColumnName("stage"): .text("reached")])
+                try ValidRows.lead(tx, store: "S1")
             }
         }
         try storesync(["sync", "--db", path("t.sqlite"), "--hub", hub.address])
@@ -33,7 +32,7 @@ final class OperationsTests: CLITestCase {
         let hub = try hqWithRows(1)
         let second = try StoresyncBinary.run(["hub", "--db", path("hq.sqlite"), "--listen", "127.0.0.1:0", "--format", "json"])
         XCTAssertEqual(second.status, 1, second.stderr)
-        XCTAssertTrue(second.stderr.contains("is in use by pid \(hub.process.processIdentifier) (storesync hub --db \(path("hq.sqlite"))"),
+        XCTAssertTrue(second.stderr.contains("is in use by process \(hub.process.processIdentifier) (storesync hub --db \(path("hq.sqlite"))"),
                       second.stderr)
         let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(second.stdout.utf8)) as? [String: Any], second.stdout)
         XCTAssertEqual(object["error"] as? String, "in_use")
@@ -44,7 +43,7 @@ final class OperationsTests: CLITestCase {
         try waitUntil("the live agent is in sync") { live.stderrSoFar.contains("in sync") }
         let again = try StoresyncBinary.run(["sync", "--db", path("t.sqlite"), "--hub", hub.address, "--live"])
         XCTAssertEqual(again.status, 1)
-        XCTAssertTrue(again.stderr.contains("is in use by pid"), again.stderr)
+        XCTAssertTrue(again.stderr.contains("is in use by process"), again.stderr)
         XCTAssertTrue(again.stderr.contains("sync --db \(path("t.sqlite")) --hub \(hub.address) --live"), again.stderr)
         // A one-shot sync and guides' commands still work beside it (SQLite serialises them).
         try storesync(["sync", "--db", path("t.sqlite"), "--hub", hub.address])
@@ -87,8 +86,7 @@ final class OperationsTests: CLITestCase {
         for _ in 0..<20 {
             try terminal.write { tx in
                 for _ in 0..<50 {
-                    try tx.insert(into: RetailSchema.leads.name, primaryKey: UniqueID.make(),
-                                  [try ColumnName("store"): .text("S1"), try ColumnName("stage"): .text("reached")])
+                    try ValidRows.lead(tx, store: "S1")
                 }
             }
         }
@@ -108,5 +106,79 @@ final class OperationsTests: CLITestCase {
         _ = try pusher.wait()
         hub.signal(SIGTERM)
         XCTAssertEqual(try hub.waitForExit(), 0)
+    }
+
+    /// Writes `count` leads of S1 into a terminal file no process has open; returns their keys.
+    private func writeLeads(_ file: String, _ count: Int) throws -> Set<String> {
+        let replica = try Replica(path: path(file), schema: RetailSchema.all)
+        var keys: Set<String> = []
+        try replica.write { tx in
+            for _ in 0..<count { keys.insert(try ValidRows.lead(tx, store: "S1")) }
+        }
+        XCTAssertTrue(try replica.close(), "the WAL is merged into \(file)")
+        return keys
+    }
+
+    private func replicaID(_ file: String) throws -> String {
+        let status = try storesync(["status", "--db", path(file), "--format", "json"])
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any], status.stdout)
+        return try XCTUnwrap(object["replica"] as? String)
+    }
+
+    /// A byte copy of a checkpointed terminal file (a cloned disk) speaks as the same replica:
+    /// once the original synced again, the hub refuses the clone with REPLICA_CONFLICT (exit 1,
+    /// `replica_conflict`, telling the operator to run `storesync reidentify`). After
+    /// `reidentify` the clone syncs under a new id, and every write of both files reaches the hub.
+    func testAClonedFileIsRefusedUntilReidentifiedAndThenLosesNothing() throws {
+        let hub = try hqWithRows(0)
+        var written = try writeLeads("t.sqlite", 3)
+        try storesync(["sync", "--db", path("t.sqlite"), "--hub", hub.address])
+        // The clone: a byte copy of the checkpointed main file, lease and all.
+        _ = try writeLeads("t.sqlite", 0)
+        try FileManager.default.copyItem(atPath: path("t.sqlite"), toPath: path("clone.sqlite"))
+        let original = try replicaID("t.sqlite")
+        XCTAssertEqual(try replicaID("clone.sqlite"), original)
+
+        // Both go on writing; the original syncs first and gets a new lease.
+        written.formUnion(try writeLeads("t.sqlite", 2))
+        let cloneWrites = try writeLeads("clone.sqlite", 4)
+        written.formUnion(cloneWrites)
+        try storesync(["sync", "--db", path("t.sqlite"), "--hub", hub.address])
+
+        let refused = try StoresyncBinary.run(["sync", "--db", path("clone.sqlite"), "--hub", hub.address, "--format", "json"])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(refused.stdout.utf8)) as? [String: Any], refused.stdout)
+        XCTAssertEqual(object["error"] as? String, "replica_conflict")
+        XCTAssertEqual(object["retryable"] as? Bool, false)
+        XCTAssertTrue((object["message"] as? String ?? "").contains("storesync reidentify"), refused.stdout)
+        XCTAssertTrue(try cloneWrites.isDisjoint(with: keys("hq.sqlite")), "nothing of the refused clone was merged")
+
+        let renamed = try storesync(["reidentify", "--db", path("clone.sqlite")])
+        XCTAssertTrue(renamed.stdout.contains(original), renamed.stdout)
+        let renewed = try replicaID("clone.sqlite")
+        XCTAssertNotEqual(renewed, original)
+        XCTAssertTrue(renamed.stdout.contains(renewed), renamed.stdout)
+
+        try storesync(["sync", "--db", path("clone.sqlite"), "--hub", hub.address])
+        try storesync(["sync", "--db", path("t.sqlite"), "--hub", hub.address])
+        XCTAssertEqual(try keys("hq.sqlite"), written, "every write of the original and of the clone reached the hub")
+        hub.signal(SIGTERM)
+        XCTAssertEqual(try hub.waitForExit(), 0)
+    }
+
+    /// `reidentify` takes the replica's lock: it refuses while a hub or live agent serves the file.
+    func testReidentifyRefusesAFileInUse() throws {
+        let hub = try hqWithRows(1)
+        let refused = try StoresyncBinary.run(["reidentify", "--db", path("hq.sqlite"), "--format", "json"])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("is in use by process \(hub.process.processIdentifier)"), refused.stderr)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(refused.stdout.utf8)) as? [String: Any], refused.stdout)
+        XCTAssertEqual(object["error"] as? String, "in_use")
+        hub.signal(SIGTERM)
+        XCTAssertEqual(try hub.waitForExit(), 0)
+    }
+
+    private func keys(_ file: String) throws -> Set<String> {
+        Set(try query(file, "SELECT id FROM leads").compactMap { $0.first?.textValue })
     }
 }

@@ -55,11 +55,9 @@ final class RelayTests: CLITestCase {
             let key = UniqueID.make()
             switch Int.random(in: 0..<4, using: &random) {
             case 0:
+                let score = Int64.random(in: 0...100, using: &random)
                 try replica.write { tx in
-                    try tx.insert(into: RetailSchema.leads.name, primaryKey: key, [
-                        try column("store"): .text(store), try column("stage"): .text("reached"),
-                        try column("score"): .integer(Int64.random(in: 0...100, using: &random)),
-                    ])
+                    try ValidRows.lead(tx, store: store, key: key, ["score": .integer(score)])
                 }
                 created["leads", default: []].append(key)
             case 1 where !leads.isEmpty:
@@ -69,18 +67,12 @@ final class RelayTests: CLITestCase {
                 }
             case 2:
                 try replica.write { tx in
-                    try tx.insert(into: RetailSchema.visits.name, primaryKey: key, [
-                        try column("store"): .text(store), try column("duration_min"): .integer(Int64(step % 40)),
-                    ])
+                    try ValidRows.visit(tx, store: store, key: key, ["duration_min": .integer(Int64(step % 40))])
                 }
                 created["visits", default: []].append(key)
             default:
                 try replica.write { tx in
-                    try tx.insert(into: RetailSchema.sales.name, primaryKey: key, [
-                        try column("store"): .text(store), try column("sku"): .text("K1"),
-                        try column("quantity"): .integer(1), try column("amount_cents"): .integer(Int64(100 + step)),
-                        try column("at_ms"): .integer(Int64(Date().timeIntervalSince1970 * 1000)),
-                    ])
+                    try ValidRows.sale(tx, store: store, sku: "K1", amountCents: Int64(100 + step), key: key)
                 }
                 created["sales", default: []].append(key)
             }

@@ -2,6 +2,7 @@ import Logging
 import Net
 import Retail
 import SyncEngine
+import Terminal
 import Wire
 
 /// A terminal's push path, without the pull: HELLO, then PUSHes of its own writes read from its
@@ -30,12 +31,16 @@ struct PushClient {
     func pushAll() throws -> Report {
         let client = try BlockingFramedClient(connectingTo: hub, timeout: .seconds(5), logger: Logger.discarding)
         defer { client.close(timeout: .seconds(1)) }
+        // The lease the hub gave this replica last time (`StoredLease`, as `SyncClient` keeps it):
+        // a replica id coming back without it is refused as a clone (REPLICA_CONFLICT).
+        let lease = StoredLease(replica: replica, hub: hub)
         try client.send(.hello(Hello(
             protocolVersions: WireFormat.supportedProtocolVersions, replica: replica.id, role: .terminal,
-            scope: scope, clock: replica.clock.now(), credentials: [])))
+            scope: scope, clock: replica.clock.now(), credentials: [], lease: try lease.presented())))
         guard case .helloAck(let ack) = try receive(client) else {
             throw BenchError.protocolFailure("expected HELLO_ACK")
         }
+        if let issued = ack.lease { try lease.store(issued, server: ack.replica) }
         let rowBudget = max(1, Int(min(maxBatchCells, ack.limits.maxBatchCells)) / RetailSchema.widestTableColumns)
         var report = Report()
         var scanned = ack.pushCursor

@@ -28,7 +28,7 @@ struct RetailWorkload {
     let signals = RetailSchema.inventorySignals
     private let names: [String: ColumnName]
 
-    static let stages = ["reached", "needs_confirmed", "demo", "negotiation", "won", "lost"]
+    static let stages = ["reached", "needs-confirmed", "demo", "negotiation", "won", "lost"]
     static let startMilliseconds: UInt64 = 1_767_225_600_000
 
     init(mix: Mix = .plain) throws {
