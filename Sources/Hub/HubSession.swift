@@ -125,9 +125,11 @@ final class HubSession: Sendable {
         switch hub.leases.admit(peer: hello.replica, presented: version >= 2 ? hello.lease : nil) {
         case .refuse(let reason):
             logger.warning("replica conflict: lease refused", [("session", "\(connection.id)"), ("peer", "\(hello.replica)")])
-            // The id is held by two databases: from now on its pulls include rows of its own
-            // origin (the other copy's writes). Durable before the refusal reaches the client,
-            // which then reidentifies and pushes those writes.
+            // A lease that does not match means the id is held by two databases: `admit` marked
+            // it shared, so from now on its pulls include rows of its own origin (the other
+            // copy's writes). The mark is durable before the refusal reaches the client, which
+            // then reidentifies and pushes those writes. (A version 1 HELLO refused for
+            // presenting no lease is not marked: nothing says a second database exists.)
             let leases = hub.leases
             let peer = hello.replica
             if leases.isShared(peer) {
