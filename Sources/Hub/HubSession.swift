@@ -125,7 +125,25 @@ final class HubSession: Sendable {
         switch hub.leases.admit(peer: hello.replica, presented: version >= 2 ? hello.lease : nil) {
         case .refuse(let reason):
             logger.warning("replica conflict: lease refused", [("session", "\(connection.id)"), ("peer", "\(hello.replica)")])
-            fail(.replicaConflict, reason)
+            // A lease that does not match means the id is held by two databases: `admit` marked
+            // it shared, so from now on its pulls include rows of its own origin (the other
+            // copy's writes). The mark is durable before the refusal reaches the client, which
+            // then reidentifies and pushes those writes. (A version 1 HELLO refused for
+            // presenting no lease is not marked: nothing says a second database exists.)
+            let leases = hub.leases
+            let peer = hello.replica
+            if leases.isShared(peer) {
+                let submitted = hub.mergeQueue.submitWrite({ database in try leases.persistShared(peer, in: database) },
+                                                           completion: { [self] error in
+                    if let error {
+                        logger.error("cannot record a shared replica id", [("session", "\(connection.id)"), ("error", "\(error)")])
+                    }
+                    fail(.replicaConflict, reason)
+                })
+                if !submitted { fail(.replicaConflict, reason) }
+            } else {
+                fail(.replicaConflict, reason)
+            }
             return
         case .accept(let record):
             issued = record
@@ -474,7 +492,8 @@ final class HubSession: Sendable {
                 let batch: ChangeBatch
                 do {
                     batch = try reader.reader.nextBatch(
-                        since: request.fromSequence, limit: limit, excluding: peer, scope: try grantedScope.forBatch(nil))
+                        since: request.fromSequence, limit: limit, excluding: hub.leases.isShared(peer) ? nil : peer,
+                        scope: try grantedScope.forBatch(nil))
                 } catch {
                     logger.error("pull failed", [("session", "\(connection.id)"), ("error", "\(error)")])
                     fail(.internal, "the hub could not read its changes; retry later", retryAfter: 1_000)

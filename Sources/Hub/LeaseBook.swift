@@ -44,16 +44,35 @@ final class LeaseBook: Sendable {
         ) WITHOUT ROWID
         """
 
+    /// Replica ids this hub found held by two databases (a lease refused). Rows of such an id's
+    /// origin may come from either database, so a pull by that id gets them too instead of
+    /// skipping them as the puller's own: after the refused copy runs `reidentify`, it pushes
+    /// the writes it made under the shared id, and the copy that kept the id must receive
+    /// them (it never wrote them). Keyed by the client id alone, so the mark survives this
+    /// hub's own identity changes.
+    static let sharedSchema = """
+        CREATE TABLE IF NOT EXISTS sync_hub_shared_ids (
+            peer BLOB PRIMARY KEY NOT NULL
+        ) WITHOUT ROWID
+        """
+
     let server: ReplicaID
     private let records: Mutex<[ReplicaID: Record]>
+    private let shared: Mutex<Set<ReplicaID>>
 
     /// Creates the table through the replica's write connection and loads this hub's leases.
     /// Called once, when the hub starts (not on any connection's queue).
     init(replica: Replica) throws {
         let server = replica.id
-        let loaded = try replica.write { transaction -> [ReplicaID: Record] in
+        let loaded = try replica.write { transaction -> (records: [ReplicaID: Record], shared: Set<ReplicaID>) in
             let database = transaction.database
             try database.execute(LeaseBook.schema)
+            try database.execute(LeaseBook.sharedSchema)
+            var shared: Set<ReplicaID> = []
+            for row in try database.fetchAll("SELECT peer FROM sync_hub_shared_ids") {
+                guard case .blob(let peer) = row[0], let id = try? ReplicaID(bytes: peer) else { continue }
+                shared.insert(id)
+            }
             var records: [ReplicaID: Record] = [:]
             for row in try database.fetchAll("SELECT peer, current, previous FROM sync_hub_leases WHERE server = ?", [.blob(server.bytes)]) {
                 guard case .blob(let peer) = row[0], let id = try? ReplicaID(bytes: peer), case .blob(let current) = row[1],
@@ -66,10 +85,26 @@ final class LeaseBook: Sendable {
                 }
                 records[id] = Record(current: current, previous: previous)
             }
-            return records
+            return (records, shared)
         }
         self.server = server
-        self.records = Mutex(loaded)
+        self.records = Mutex(loaded.records)
+        self.shared = Mutex(loaded.shared)
+    }
+
+    /// Whether `peer`'s id was found held by two databases (see `sharedSchema`).
+    func isShared(_ peer: ReplicaID) -> Bool {
+        shared.withLock { $0.contains(peer) }
+    }
+
+    /// Records that `peer`'s id is held by two databases: in memory now, in the file by the
+    /// caller through the writer (`persistShared`).
+    func markShared(_ peer: ReplicaID) {
+        _ = shared.withLock { $0.insert(peer) }
+    }
+
+    func persistShared(_ peer: ReplicaID, in database: Database) throws {
+        try database.run("INSERT INTO sync_hub_shared_ids (peer) VALUES (?) ON CONFLICT (peer) DO NOTHING", [.blob(peer.bytes)])
     }
 
     /// The handshake's decision for `peer` presenting `presented` (nil: a version 1 HELLO).
@@ -88,6 +123,7 @@ final class LeaseBook: Sendable {
             if let record {
                 let matches = presented == record.current || (record.previous.map { $0 == presented } ?? false)
                 guard matches else {
+                    shared.withLock { _ = $0.insert(peer) }
                     return .refuse("replica \(peer) is held by another database: the lease presented is not the one this hub issued to it last. "
                                    + "This database is a clone or a restored backup of that replica: run `storesync reidentify --db FILE` on it "
                                    + "(it keeps its data and gets a new replica id), then sync again")

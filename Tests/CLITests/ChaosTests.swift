@@ -11,7 +11,7 @@ final class ChaosTests: CLITestCase {
     static let seeds = "1..2"
 
     func testBoundedSchedulesKeepEveryAcknowledgedWrite() throws {
-        let outcome = try chaos(["--seeds", ChaosTests.seeds, "--ops", "150"])
+        let outcome = try chaos(["--seeds", ChaosTests.seeds, "--ops", "150", "--restore-faults"])
         XCTAssertEqual(outcome.status, 0, "storesync-chaos failed:\n\(outcome.stdout)\n\(outcome.stderr)")
         XCTAssertTrue(outcome.stdout.contains("2 schedules, 0 failed"), outcome.stdout)
     }

@@ -14,6 +14,12 @@ struct SyncJSON: Decodable {
     var pulled_rows: Int?
 }
 
+/// A failure with `--format json`: `{"error", "message", "retryable"}`.
+struct FailureJSON: Decodable {
+    var error: String?
+    var message: String?
+}
+
 /// One row of `stock show --format json`.
 struct StockLevelJSON: Decodable {
     var sku: String

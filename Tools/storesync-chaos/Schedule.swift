@@ -393,6 +393,13 @@ final class Schedule {
     private func operation() throws {
         guard let terminal = rng.pick(terminals) else { return }
         let roll = rng.int(0...99)
+        if terminal.cloneOf != nil {
+            switch roll {
+            case 0..<40: return try logVisit(terminal, withLead: false)
+            case 40..<75: return try signal(terminal)
+            default: return try order(terminal, withLead: false)
+            }
+        }
         switch roll {
         case 0..<16: try addLead(terminal)
         case 16..<32: try updateLead(terminal)
@@ -497,10 +504,10 @@ final class Schedule {
         history.record(.op, "#\(sequence) \(mover.name) lead stage \(leads[index].id) \(seen) -> \(target) \(result.exit)")
     }
 
-    private func logVisit(_ terminal: TerminalNode) throws {
+    private func logVisit(_ terminal: TerminalNode, withLead: Bool = true) throws {
         var arguments = ["visit", "log", "--db", terminal.database, "--guide", guide(terminal), "--duration-min", "\(rng.int(1...90))",
                          "--products", rng.pick(skus) ?? "TV-55", "--format", "json"]
-        let lead = rng.chance(0.6) ? rng.pick(leads.filter { $0.store == terminal.store.id }) : nil
+        let lead = withLead && rng.chance(0.6) ? rng.pick(leads.filter { $0.store == terminal.store.id }) : nil
         if let lead { arguments += ["--lead", lead.id] }
         try insert(arguments, table: "visits", terminal: terminal, detail: "visit log\(lead.map { " lead \($0.id)" } ?? "")")
     }
@@ -520,9 +527,9 @@ final class Schedule {
     }
 
     /// A multi-line order: 1–3 sale lines by one guide, each with its stock sale signal.
-    private func order(_ terminal: TerminalNode) throws {
+    private func order(_ terminal: TerminalNode, withLead: Bool = true) throws {
         let guide = guide(terminal)
-        let lead = rng.chance(0.5) ? rng.pick(leads.filter { $0.store == terminal.store.id }) : nil
+        let lead = withLead && rng.chance(0.5) ? rng.pick(leads.filter { $0.store == terminal.store.id }) : nil
         for _ in 0..<rng.int(1...3) {
             let sku = pickSKU(&rng)
             let quantity = rng.int(1...2)
@@ -579,8 +586,8 @@ final class Schedule {
 
     // MARK: syncs
 
-    private func startOneShotSync() {
-        guard let terminal = rng.pick(terminals.filter { !$0.live && $0.syncPid == nil }) else { return }
+    private func startOneShotSync(_ chosen: TerminalNode? = nil) {
+        guard let terminal = chosen ?? rng.pick(terminals.filter { !$0.live && $0.syncPid == nil }), terminal.syncPid == nil else { return }
         let killAfter = rng.chance(0.25) ? Double(rng.int(0...600)) / 1000 : nil
         guard let pid = try? Child.spawn(options.binary, ["sync", "--db", terminal.database, "--hub", terminal.link.address,
                                                           "--timeout-s", "5", "--format", "json"],
@@ -598,6 +605,10 @@ final class Schedule {
             if let exit = Child.poll(pid) {
                 terminal.syncPid = nil
                 history.record(.sync, "\(terminal.name) one-shot sync \(exit) after \(Int(Date().timeIntervalSince(terminal.syncStarted) * 1000)) ms")
+                if exit != .exited(0), let output = try? String(contentsOfFile: directory + "/\(terminal.name).sync.stdout", encoding: .utf8),
+                   isReplicaConflict(output) {
+                    reidentify(terminal)
+                }
             } else if let killAt = terminal.syncKillAt, Date() >= killAt {
                 let exit = Child.kill(pid)
                 terminal.syncPid = nil
@@ -640,6 +651,9 @@ final class Schedule {
         let onlineLinks = proxies.filter { proxy in !terminals.contains { $0.offline && $0.link === proxy } }
         if options.restoreFaults && options.capabilities.backup && rng.chance(0.15) {
             return try backUpForRestore(running)
+        }
+        if options.restoreFaults && options.capabilities.reidentify && clones < 1 && rng.chance(0.08) {
+            return try cloneTerminal()
         }
         switch rng.int(0...9) {
         case 0...1 where options.killHubs && !running.isEmpty:
@@ -714,6 +728,75 @@ final class Schedule {
         deferred.append((Date().addingTimeInterval(after), .restoreHub(hub, backup: backup, sequence: sequence)))
         faults += 1
         history.record(.fault, "online backup of \(hub.name) at write #\(sequence) (\(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))); restore in \(Int(after * 1000)) ms")
+    }
+
+    /// The clone fault: a terminal's checkpointed file copied byte for byte as a new terminal
+    /// of the same store (a cloned disk image), then both sync. One of the two presents a lease
+    /// the hub no longer holds and is refused with REPLICA_CONFLICT (exit 1, kind
+    /// `replica_conflict`); the harness then runs `storesync reidentify --db FILE` on it, as
+    /// the error tells an operator to, and it syncs again. Every acknowledged write of both
+    /// must reach every node of the store's scope.
+    private func cloneTerminal() throws {
+        guard let original = rng.pick(terminals.filter { !$0.live && !$0.offline && $0.cloneOf == nil }),
+              let hub = regional[original.store.region] else { return }
+        if let pid = original.syncPid {
+            if Child.wait(pid, until: Date().addingTimeInterval(30)) == nil { Child.kill(pid) }
+            original.syncPid = nil
+        }
+        // Nothing else has the file open now (workload commands run in the foreground).
+        _ = try Database(path: original.database).checkpoint(.truncate)
+        clones += 1
+        let name = "\(original.store.id)-clone\(clones)"
+        let link = try makeProxy("\(name)->\(hub.name)")
+        hub.inbound.append(link)
+        link.retarget(hub.port)
+        let clone = TerminalNode(name: name, store: original.store, index: 2, storeTerminals: original.storeTerminals,
+                                 directory: directory, link: link, live: false)
+        clone.cloneOf = original.name
+        for suffix in ["-wal", "-shm"] { unlink(clone.database + suffix) }
+        do {
+            try FileManager.default.copyItem(atPath: original.database, toPath: clone.database)
+        } catch {
+            throw ChildFailure("cannot copy \(original.database) as a clone: \(error)")
+        }
+        var faults = baseline[ObjectIdentifier(original.link)] ?? .none
+        faults.cutProbability = min(faults.cutProbability, 0.1)
+        baseline[ObjectIdentifier(link)] = faults
+        link.setFaults(faults)
+        terminals.append(clone)
+        self.faults += 1
+        history.record(.fault, "clone: \(original.name)'s checkpointed file copied as \(name) (same replica id); both sync now")
+        // The original syncs first (in the foreground), then the clone in the background: the
+        // later of the two to reach the hub is refused.
+        syncHandlingConflicts(original)
+        startOneShotSync(clone)
+    }
+
+    private var clones = 0
+
+    /// A foreground one-shot sync that reidentifies the terminal when the hub (or the client's
+    /// own check) says its replica id is held by another database.
+    @discardableResult
+    private func syncHandlingConflicts(_ terminal: TerminalNode) -> Bool {
+        guard let result = try? storesync(["sync", "--db", terminal.database, "--hub", terminal.link.address, "--timeout-s", "15",
+                                           "--format", "json"], log: terminal.log, timeout: 60) else { return false }
+        syncs += 1
+        history.record(.sync, "\(terminal.name) foreground sync: \(result.exit)")
+        if result.exit != .exited(0) && isReplicaConflict(result.stdout) { reidentify(terminal) }
+        return result.exit == .exited(0)
+    }
+
+    /// `--format json`'s failure object names the kind; before the CLI had the kind, the
+    /// message named the remedy.
+    private func isReplicaConflict(_ stdout: String) -> Bool {
+        guard let failure = decodeLastLine(FailureJSON.self, stdout) else { return false }
+        return failure.error == "replica_conflict" || (failure.message ?? "").contains("reidentify")
+    }
+
+    private func reidentify(_ terminal: TerminalNode) {
+        let result = try? storesync(["reidentify", "--db", terminal.database, "--format", "json"], log: terminal.log)
+        terminal.reidentified += 1
+        history.record(.heal, "\(terminal.name) refused with REPLICA_CONFLICT: `storesync reidentify` \(result.map { "\($0.exit) \($0.stdout.trimmingCharacters(in: .whitespacesAndNewlines))" } ?? "could not run")")
     }
 
     private func restore(_ hub: HubNode, backup: String, sequence: Int) throws {
@@ -833,6 +916,7 @@ final class Schedule {
                     moved += (object.pushed_rows ?? 0) + (object.pulled_rows ?? 0)
                 } else {
                     failed += 1
+                    if isReplicaConflict(result.stdout) { reidentify(terminal) }
                 }
             }
             let checker = Checker(directory: directory, binary: options.binary, hq: hq, regional: regional, terminals: terminals,

@@ -49,6 +49,12 @@ final class TerminalNode {
     let live: Bool
     /// Cut off from its hub from the start until the heal.
     var offline = false
+    /// A byte copy of another terminal's file (the clone fault): it writes inserts only (no
+    /// lead updates or stage moves, so every register keeps one writer), and whichever of the
+    /// pair syncs second is refused with REPLICA_CONFLICT until `storesync reidentify` runs.
+    var cloneOf: String?
+    /// Times `storesync reidentify` ran on this terminal after a REPLICA_CONFLICT.
+    var reidentified = 0
     var livePid: pid_t?
     var syncPid: pid_t?
     var syncKillAt: Date?
