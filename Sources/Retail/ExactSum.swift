@@ -1,4 +1,4 @@
-public import SQLite
+import SQLite
 
 /// Sums that no data can make fail or wrap, for the views.
 ///

@@ -84,7 +84,7 @@ extension Replica {
                 return IdentityChange(previous: ids.old, current: ids.new)
             }
         }
-        try storage { try database.checkpoint(.passive) }
+        _ = try storage { try database.checkpoint(.passive) }
         return change
     }
 }

@@ -56,7 +56,7 @@ final class RelayTests: CLITestCase {
             switch Int.random(in: 0..<4, using: &random) {
             case 0:
                 let score = Int64.random(in: 0...100, using: &random)
-                try replica.write { tx in
+                _ = try replica.write { tx in
                     try ValidRows.lead(tx, store: store, key: key, ["score": .integer(score)])
                 }
                 created["leads", default: []].append(key)
@@ -66,12 +66,12 @@ final class RelayTests: CLITestCase {
                     try tx.update(RetailSchema.leads.name, primaryKey: lead, set: [try column("score"): .integer(Int64(step))])
                 }
             case 2:
-                try replica.write { tx in
+                _ = try replica.write { tx in
                     try ValidRows.visit(tx, store: store, key: key, ["duration_min": .integer(Int64(step % 40))])
                 }
                 created["visits", default: []].append(key)
             default:
-                try replica.write { tx in
+                _ = try replica.write { tx in
                     try ValidRows.sale(tx, store: store, sku: "K1", amountCents: Int64(100 + step), key: key)
                 }
                 created["sales", default: []].append(key)
