@@ -67,16 +67,7 @@ final class MergeQueue: Sendable {
     /// Returns false (and never calls `completion`) when the hub is stopping.
     @discardableResult
     func submit(_ changeset: Changeset, completion: @escaping Completion) -> Bool {
-        state.withLock { state -> Bool in
-            guard !state.stopped else { return false }
-            state.pending.append(Pending(changeset: changeset, completion: completion))
-            if !state.draining {
-                state.draining = true
-                // Scheduled under the lock, so `stop()` cannot slip between the append and the drain.
-                queue.async { self.drain() }
-            }
-            return true
-        }
+        enqueue { $0.pending.append(Pending(changeset: changeset, completion: completion)) }
     }
 
     /// Queues work of the hub's own on the write connection, in a transaction of its own before
@@ -84,11 +75,17 @@ final class MergeQueue: Sendable {
     /// Returns false (and never calls `completion`) when the hub is stopping.
     @discardableResult
     func submitWrite(_ body: @escaping @Sendable (Database) throws -> Void, completion: @escaping @Sendable ((any Error)?) -> Void) -> Bool {
+        enqueue { $0.writes.append(PendingWrite(body: body, completion: completion)) }
+    }
+
+    /// Adds work with `add` unless the hub is stopping, and starts a drain if none runs.
+    private func enqueue(_ add: (inout State) -> Void) -> Bool {
         state.withLock { state -> Bool in
             guard !state.stopped else { return false }
-            state.writes.append(PendingWrite(body: body, completion: completion))
+            add(&state)
             if !state.draining {
                 state.draining = true
+                // Scheduled under the lock, so `stop()` cannot slip between the append and the drain.
                 queue.async { self.drain() }
             }
             return true
